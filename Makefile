@@ -1,0 +1,23 @@
+# Everything runs inside .venv, created from uv.lock by uv (installed for the user if missing).
+#   make test   set up (or update) .venv, then run the whole test suite
+#   make lab    JupyterLab on the notebooks, on 127.0.0.1 only
+
+PYTHON ?= python3
+UV ?= $(shell command -v uv 2>/dev/null || echo "$$($(PYTHON) -m site --user-base)/bin/uv")
+VENV_PY := .venv/bin/python
+export UV_PYTHON_DOWNLOADS ?= never
+
+.PHONY: setup test lab
+
+setup:
+	@test -x "$(UV)" || { echo "installing uv for this user"; \
+	  $(PYTHON) -m pip install --user --quiet uv || \
+	  $(PYTHON) -m pip install --user --quiet --break-system-packages uv; }
+	@"$(UV)" sync --locked --python "$(PYTHON)" --quiet
+
+test: setup
+	$(VENV_PY) -m pytest
+
+lab: setup
+	mkdir -p notebooks
+	.venv/bin/jupyter lab --no-browser --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks
