@@ -1,0 +1,59 @@
+"""Config: presets, derived sizes, and checks that name the field and what is allowed."""
+
+import dataclasses
+
+import pytest
+
+from vidgen_nb.config import PRESETS, Config, ModelConfig, VideoConfig
+
+
+@pytest.mark.parametrize("name", ["tiny", "cpu", "seed"])
+def test_presets_and_derived_sizes(name):
+    cfg = Config.preset(name)
+    m = cfg.model
+    assert m.bottom_size * 2 ** len(m.widths) == m.image_size
+    assert m.flat_size == m.widths[-1] * m.bottom_size**2
+    assert Config.from_dict(cfg.to_dict()) == cfg
+
+
+def test_seed_preset_is_the_seeds_setting():
+    cfg = Config.preset("seed")
+    assert (cfg.batch_size, cfg.model.channels, cfg.model.image_size) == (16, 3, 128)
+    assert cfg.model.predictor_filters == 32
+
+
+def test_overrides_reach_the_right_section():
+    cfg = Config.preset("tiny", latent_dim=5, noise=0.2, batch_size=3)
+    assert (cfg.model.latent_dim, cfg.video.noise, cfg.batch_size) == (5, 0.2, 3)
+    assert PRESETS["tiny"].model.latent_dim == 8  # presets themselves untouched
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (dict(image_size=100), ["image_size=100", "multiple of 16"]),
+    (dict(image_size=24, widths=(8, 8, 8, 8)), ["image_size=24", "widths", "multiple of 16"]),
+    (dict(latent_dim=0), ["latent_dim=0", "positive integer"]),
+    (dict(widths=()), ["widths=()", "non-empty tuple"]),
+    (dict(widths=(8, -1)), ["widths[1]=-1", "positive integer"]),
+    (dict(num_frames=2.5), ["num_frames=2.5", "positive integer"]),
+    (dict(batch_size=0), ["batch_size=0", "positive integer"]),
+    (dict(delta_mode="mean"), ["delta_mode='mean'", "per_sample", "batch_mean"]),
+    (dict(delta_targets=()), ["delta_targets=()", "glob"]),
+    (dict(noise=-0.1), ["noise=-0.1", ">= 0"]),
+    (dict(latnt_dim=3), ["'latnt_dim'", "latent_dim"]),
+])
+def test_invalid_values_name_field_value_and_rule(overrides, words):
+    with pytest.raises(ValueError) as err:
+        Config.preset("seed", **overrides)
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match=r"preset='huge': expected one of \('tiny', 'cpu', 'seed'\)"):
+        Config.preset("huge")
+
+
+def test_configs_are_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ModelConfig().latent_dim = 3
+    assert VideoConfig().detach is True

@@ -1,0 +1,157 @@
+"""Weight deltas: sizes, patched decoding against reference loops, gradients, errors."""
+
+import math
+
+import pytest
+import torch
+from torch.autograd import gradcheck
+
+from vidgen_nb import VAE, Config, WeightDeltas, WeightPredictor3DCNN
+from vidgen_nb.video import synthetic_video
+
+
+@pytest.fixture
+def tiny():
+    torch.manual_seed(0)
+    cfg = Config.preset("tiny")
+    vae = VAE(cfg.model)
+    return cfg, vae, WeightDeltas(vae, cfg.model.delta_targets)
+
+
+def reference_decode(vae, deltas, z, delta, scale=1.0):
+    """One sample at a time: copy the VAE, add the delta in place, decode."""
+    import copy
+
+    out = []
+    for i in range(len(z)):
+        patched = copy.deepcopy(vae)
+        params = dict(patched.named_parameters())
+        with torch.no_grad():
+            for name, d in deltas.split(delta[i : i + 1]).items():
+                params[name].add_(scale * d[0])
+        out.append(patched.decode(z[i : i + 1]))
+    return torch.cat(out)
+
+
+@pytest.mark.parametrize("targets", [
+    ("decoder.out.*",),
+    ("decoder.out.weight",),
+    ("decoder.up.*", "decoder.out.bias"),
+    ("decoder.*",),
+])
+def test_weight_update_size_is_the_sum_of_selected_sizes(tiny, targets):
+    _, vae, _ = tiny
+    deltas = WeightDeltas(vae, targets)
+    import fnmatch
+    expected = [n for n, _ in vae.named_parameters() if any(fnmatch.fnmatch(n, t) for t in targets)]
+    assert deltas.names == expected
+    params = dict(vae.named_parameters())
+    assert deltas.WEIGHT_UPDATE_SIZE == sum(params[n].numel() for n in expected)
+    assert sum(s.stop - s.start for s in deltas.slices.values()) == deltas.WEIGHT_UPDATE_SIZE
+
+
+def test_default_selection_is_the_decoders_last_layer(tiny):
+    _, vae, deltas = tiny
+    assert deltas.names == ["decoder.out.weight", "decoder.out.bias"]
+    assert deltas.WEIGHT_UPDATE_SIZE == vae.decoder.out.weight.numel() + 3
+    assert "WEIGHT_UPDATE_SIZE = 387" in deltas.describe()
+
+
+def test_zero_delta_gives_exactly_the_base_images(tiny):
+    cfg, vae, deltas = tiny
+    z = vae.sample_z(5)
+    zero = torch.zeros(5, deltas.WEIGHT_UPDATE_SIZE)
+    for mode in ("per_sample", "batch_mean"):
+        assert torch.equal(deltas.decode(z, zero, mode=mode), vae.decode(z))
+
+
+@pytest.mark.parametrize("targets", [("decoder.out.*",), ("decoder.*",)])
+def test_per_sample_equals_a_loop_over_samples(tiny, targets):
+    _, vae, _ = tiny
+    deltas = WeightDeltas(vae, targets)
+    z = vae.sample_z(6)
+    base = vae.decode(z)
+    delta = 0.05 * torch.randn(6, deltas.WEIGHT_UPDATE_SIZE)
+    for scale in (1.0, -1.5):
+        got = deltas.decode(z, delta, scale=scale)
+        assert torch.allclose(got, reference_decode(vae, deltas, z, delta, scale), atol=1e-5)
+    assert not torch.allclose(got, base, atol=1e-3)  # the delta did change them
+    assert torch.equal(vae.decode(z), base)  # and left nothing behind in the VAE
+
+
+def test_batch_mean_equals_decoding_with_the_mean_delta(tiny):
+    _, vae, _ = tiny
+    deltas = WeightDeltas(vae, ("decoder.up.*", "decoder.out.*"), mode="batch_mean")
+    z = vae.sample_z(4)
+    delta = 0.05 * torch.randn(4, deltas.WEIGHT_UPDATE_SIZE)
+    mean = delta.mean(0, keepdim=True).expand(4, -1)
+    expected = reference_decode(vae, deltas, z, mean)
+    assert torch.allclose(deltas.decode(z, delta), expected, atol=1e-5)
+
+
+def test_gradients_reach_predictor_and_base_weights_which_stay_untouched(tiny):
+    cfg, vae, deltas = tiny
+    predictor = WeightPredictor3DCNN.from_config(cfg.model, deltas.WEIGHT_UPDATE_SIZE)
+    before = {n: p.detach().clone() for n, p in vae.named_parameters()}
+
+    def patched_loss():
+        z = vae.sample_z(4)
+        video = synthetic_video(vae.decode(z), cfg.model.num_frames, cfg.video, seed=0)
+        return deltas.decode(z, predictor(video)).square().mean()
+
+    # At initialisation the head's last layer is zero, so the gradient stops there:
+    # only that layer can (and does) receive one on the very first backward.
+    patched_loss().backward()
+    head = predictor.head[-1]
+    assert head.weight.grad.abs().sum() > 0 and head.bias.grad.abs().sum() > 0
+    assert all(p.grad.abs().sum() == 0 for p in predictor.features.parameters())
+    torch.optim.SGD(predictor.parameters(), lr=0.1).step()
+
+    vae.zero_grad()
+    predictor.zero_grad()
+    patched_loss().backward()
+    for name, p in predictor.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    for name, p in vae.decoder.named_parameters():  # every base parameter on the path
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    for name, p in vae.named_parameters():
+        assert torch.equal(p, before[name]), f"{name} changed by a patched forward"
+
+
+def test_gradcheck_of_patched_decode_with_respect_to_delta():
+    torch.manual_seed(0)
+    cfg = Config.preset("tiny", image_size=8, widths=(2, 2), latent_dim=3)
+    vae = VAE(cfg.model).double()
+    deltas = WeightDeltas(vae, ("decoder.up.0.*", "decoder.out.*"))
+    z = torch.randn(2, 3, dtype=torch.float64)
+    delta = (0.1 * torch.randn(2, deltas.WEIGHT_UPDATE_SIZE, dtype=torch.float64)).requires_grad_()
+    assert gradcheck(lambda d: deltas.decode(z, d), (delta,), eps=1e-6, atol=1e-5)
+    assert gradcheck(lambda d: deltas.decode(z, d, mode="batch_mean", scale=0.5), (delta,),
+                     eps=1e-6, atol=1e-5)
+
+
+def test_unknown_and_empty_selections_list_the_available_names(tiny):
+    _, vae, _ = tiny
+    with pytest.raises(ValueError) as err:
+        WeightDeltas(vae, ("decoder.nope.*", "decoder.out.bias"))
+    msg = str(err.value)
+    assert "['decoder.nope.*']" in msg and "decoder.out.weight" in msg and "encoder.0.weight" in msg
+    with pytest.raises(ValueError, match="match no VAE parameter; available: encoder.0.weight"):
+        WeightDeltas(vae, ())
+    with pytest.raises(ValueError, match="must be decoder parameters.*fc_mu.weight"):
+        WeightDeltas(vae, ("fc_mu.*",))
+    with pytest.raises(ValueError, match="delta_mode='mean'"):
+        WeightDeltas(vae, mode="mean")
+
+
+def test_wrong_width_names_expected_size_and_its_parts(tiny):
+    _, vae, deltas = tiny
+    z = vae.sample_z(2)
+    with pytest.raises(ValueError) as err:
+        deltas.decode(z, torch.zeros(2, 100))
+    msg = str(err.value)
+    assert "(2, 100)" in msg and "(B, 387)" in msg
+    assert "decoder.out.weight 8x3x4x4 + decoder.out.bias 3" in msg
+    assert 8 * 3 * 4 * 4 + 3 == 387 == math.prod((8, 3, 4, 4)) + 3
+    with pytest.raises(ValueError, match="delta has 3 rows but z has 2"):
+        deltas.decode(z, torch.zeros(3, 387))

@@ -1,0 +1,81 @@
+"""The three networks: shapes for every preset, and the properties the design asks for."""
+
+import pytest
+import torch
+from torch import nn
+
+from vidgen_nb import VAE, Config, Discriminator, WeightDeltas, WeightPredictor3DCNN, count_parameters
+from vidgen_nb.video import synthetic_video
+
+
+def build(name):
+    cfg = Config.preset(name)
+    vae = VAE(cfg.model)
+    deltas = WeightDeltas(vae, cfg.model.delta_targets)
+    return cfg, vae, Discriminator(cfg.model), deltas, WeightPredictor3DCNN.from_config(
+        cfg.model, deltas.WEIGHT_UPDATE_SIZE)
+
+
+@pytest.mark.parametrize("name", ["tiny", "cpu", "seed"])
+@torch.no_grad()
+def test_shapes_for_every_preset(name):
+    torch.manual_seed(0)
+    cfg, vae, critic, deltas, predictor = build(name)
+    B, m = cfg.batch_size, cfg.model
+    x = torch.rand(B, m.channels, m.image_size, m.image_size)
+    x_hat, mu, logvar = vae(x)
+    assert x_hat.shape == x.shape and mu.shape == logvar.shape == (B, m.latent_dim)
+    z = vae.sample_z(B)
+    image = vae.decode(z)
+    assert image.shape == (B, m.channels, m.image_size, m.image_size)
+    assert 0 <= image.min() and image.max() <= 1
+    video = synthetic_video(image, m.num_frames, cfg.video, seed=0)
+    assert video.shape == (B, m.num_frames, m.channels, m.image_size, m.image_size)
+    delta = predictor(video)
+    assert delta.shape == (B, deltas.WEIGHT_UPDATE_SIZE)
+    assert deltas.decode(z, delta).shape == image.shape
+    assert critic(image).shape == (B,)
+    if name == "seed":
+        assert image.shape == (16, 3, 128, 128) and video.shape == (16, m.num_frames, 3, 128, 128)
+
+
+def test_vae_heads_have_no_activation_and_sampling_uses_z():
+    torch.manual_seed(0)
+    cfg = Config.preset("tiny")
+    vae = VAE(cfg.model)
+    mu, logvar = vae.encode(torch.rand(8, 3, 16, 16))
+    assert (mu < 0).any() and (mu > 0).any() and (logvar < 0).any()  # not through a ReLU
+    z1, z2 = vae.sample_z(4), vae.sample_z(4)
+    assert not torch.equal(vae.decode(z1), vae.decode(z2))  # the noise vector matters
+
+
+def test_critic_is_an_unbounded_score_without_batch_norm():
+    torch.manual_seed(0)
+    critic = Discriminator(Config.preset("tiny").model)
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in critic.modules())
+    with torch.no_grad():
+        critic.score.weight.mul_(1e3)
+    scores = critic(torch.rand(16, 3, 16, 16))
+    assert scores.abs().max() > 1  # no sigmoid squashing the score
+    p = critic.probability(torch.rand(16, 3, 16, 16))
+    assert ((0 <= p) & (p <= 1)).all()
+
+
+def test_untrained_predictor_predicts_zero_for_any_video_size():
+    torch.manual_seed(0)
+    predictor = WeightPredictor3DCNN(10, num_filters=32)
+    for shape in [(2, 8, 3, 32, 32), (3, 1, 3, 5, 7), (1, 5, 3, 64, 48)]:
+        delta = predictor(torch.rand(shape))
+        assert delta.shape == (shape[0], 10) and torch.equal(delta, torch.zeros_like(delta))
+    with pytest.raises(ValueError, match=r"expected \(B, T, C, H, W\)"):
+        predictor(torch.rand(2, 3, 32, 32))
+
+
+def test_predictor_stays_small_whatever_the_video_size():
+    small = Config.preset("seed")
+    large = Config.preset("seed", image_size=512, num_frames=32)
+    n = count_parameters(WeightPredictor3DCNN.from_config(small.model, 1539))
+    assert n == count_parameters(WeightPredictor3DCNN.from_config(large.model, 1539))
+    # The seed's flatten -> Linear head after the same two blocks would need, for a
+    # (8, 3, 128, 128) video: 32 filters x (2 x 32 x 32) positions x 1539 outputs.
+    assert n < 0.01 * (32 * 2 * 32 * 32 * 1539)

@@ -1,0 +1,171 @@
+"""Every size in one place: dataclasses, named presets, derived sizes computed.
+
+``Config.preset("tiny" | "cpu" | "seed")`` gives a complete configuration; change a
+field with ``dataclasses.replace`` or ``Config.preset(name, **overrides)``. Every check
+raises ``ValueError`` naming the field, its value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+# The decoder's last layer (weight and bias): it sets the colours and fine detail of
+# every generated image, so changing it changes what a decoded noise vector looks like.
+DEFAULT_DELTA_TARGETS = ("decoder.out.*",)
+DELTA_MODES = ("per_sample", "batch_mean")
+
+
+def _positive(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}={value!r}: expected a positive integer")
+
+
+def _widths(name: str, value) -> None:
+    if not isinstance(value, tuple) or not value:
+        raise ValueError(f"{name}={value!r}: expected a non-empty tuple of positive integers")
+    for i, w in enumerate(value):
+        _positive(f"{name}[{i}]", w)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of the VAE, the critic and the weight predictor."""
+
+    image_size: int = 128  # H = W of every image
+    channels: int = 3  # image channels (RGB)
+    widths: tuple[int, ...] = (32, 64, 128, 256)  # encoder conv widths; each block halves H, W
+    critic_widths: tuple[int, ...] = (32, 64, 128, 256)  # critic conv widths, same rule
+    latent_dim: int = 128  # size of z, the noise vector the decoder turns into an image
+    num_frames: int = 8  # T, frames of the synthetic video the predictor watches
+    predictor_filters: int = 32  # Conv3d filters in every predictor block (the seed's 32)
+    predictor_blocks: int = 2  # Conv3d -> ReLU -> MaxPool3d blocks
+    predictor_hidden: int = 64  # width of the predictor head's hidden layer
+    delta_targets: tuple[str, ...] = DEFAULT_DELTA_TARGETS  # VAE parameter names or globs
+    delta_mode: str = "per_sample"  # each image its own delta, or the batch mean
+
+    def __post_init__(self):
+        for name in ("image_size", "channels", "latent_dim", "num_frames", "predictor_filters",
+                     "predictor_blocks", "predictor_hidden"):
+            _positive(name, getattr(self, name))
+        _widths("widths", self.widths)
+        _widths("critic_widths", self.critic_widths)
+        for name in ("widths", "critic_widths"):
+            halvings = len(getattr(self, name))
+            if self.image_size % 2**halvings:
+                raise ValueError(
+                    f"image_size={self.image_size}: the {halvings} blocks of {name} halve it "
+                    f"{halvings} times, so it must be a multiple of {2**halvings}")
+        if not isinstance(self.delta_targets, tuple) or not self.delta_targets or not all(
+                isinstance(t, str) and t for t in self.delta_targets):
+            raise ValueError(f"delta_targets={self.delta_targets!r}: expected a non-empty tuple of "
+                             "parameter names or glob patterns, e.g. ('decoder.out.*',)")
+        if self.delta_mode not in DELTA_MODES:
+            raise ValueError(f"delta_mode={self.delta_mode!r}: expected one of {DELTA_MODES}")
+
+    @property
+    def bottom_size(self) -> int:
+        """H = W of the encoder's last feature map."""
+        return self.image_size // 2 ** len(self.widths)
+
+    @property
+    def flat_size(self) -> int:
+        """Width of the flattened encoder output (and of the decoder's first Linear)."""
+        return self.widths[-1] * self.bottom_size**2
+
+    @property
+    def critic_flat_size(self) -> int:
+        """Width of the flattened critic features feeding its Linear score."""
+        return self.critic_widths[-1] * (self.image_size // 2 ** len(self.critic_widths)) ** 2
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """How a synthetic video is made from one image (amounts reached at the last frame)."""
+
+    noise: float = 0.03  # std of the added noise field
+    shift: float = 2.0  # drift, in pixels (sub-pixel per frame)
+    zoom: float = 0.05  # relative zoom in or out
+    rotation: float = 3.0  # degrees
+    brightness: float = 0.1  # relative brightness change
+    detach: bool = True  # cut gradients from the predictor back into the image
+
+    def __post_init__(self):
+        for name in ("noise", "shift", "zoom", "rotation", "brightness"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"{name}={value!r}: expected a number >= 0")
+
+
+@dataclass(frozen=True)
+class Config:
+    """A complete configuration: model sizes, synthetic video, batch size."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
+    batch_size: int = 16  # images per training step
+
+    def __post_init__(self):
+        _positive("batch_size", self.batch_size)
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "Config":
+        """A named configuration; ``overrides`` replace fields of it by name.
+
+        ``tiny``: 16 px, for tests and fast notebook runs; ``cpu``: 32 px, learns visibly
+        on a 2-core CPU in minutes; ``seed``: the seed's 128 px RGB, batch 16, 32 filters.
+        """
+        if name not in PRESETS:
+            raise ValueError(f"preset={name!r}: expected one of {tuple(PRESETS)}")
+        return PRESETS[name].replace(**overrides)
+
+    def replace(self, **overrides) -> "Config":
+        """A copy with fields changed, model and video fields named directly."""
+        sections = {"model": {}, "video": {}, "top": {}}
+        for key, value in overrides.items():
+            for section in ("model", "video"):
+                if key in {f.name for f in dataclasses.fields(getattr(self, section))}:
+                    sections[section][key] = value
+                    break
+            else:
+                if key not in {f.name for f in dataclasses.fields(self)}:
+                    raise ValueError(f"unknown config field {key!r}; known: {sorted(field_names())}")
+                sections["top"][key] = value
+        return dataclasses.replace(
+            self,
+            model=dataclasses.replace(self.model, **sections["model"]),
+            video=dataclasses.replace(self.video, **sections["video"]),
+            **sections["top"],
+        )
+
+    def to_dict(self) -> dict:
+        """Plain nested dict (stored in checkpoints)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        tuples = {"widths", "critic_widths", "delta_targets"}
+        model = {k: tuple(v) if k in tuples else v for k, v in d["model"].items()}
+        rest = {k: v for k, v in d.items() if k not in ("model", "video")}
+        return cls(model=ModelConfig(**model), video=VideoConfig(**d["video"]), **rest)
+
+
+def field_names() -> set[str]:
+    """Every field name ``Config.replace`` accepts."""
+    return {f.name for c in (ModelConfig, VideoConfig, Config) for f in dataclasses.fields(c)} - {
+        "model", "video"}
+
+
+PRESETS = {
+    "tiny": Config(
+        model=ModelConfig(image_size=16, widths=(8, 16), critic_widths=(8, 16), latent_dim=8,
+                          num_frames=4, predictor_filters=8, predictor_hidden=16),
+        batch_size=4,
+    ),
+    "cpu": Config(
+        model=ModelConfig(image_size=32, widths=(32, 64, 128), critic_widths=(32, 64, 128),
+                          latent_dim=64, num_frames=6, predictor_filters=16, predictor_hidden=32),
+        batch_size=32,
+    ),
+    "seed": Config(model=ModelConfig(), batch_size=16),
+}

@@ -1,0 +1,166 @@
+"""Weight deltas: which VAE weights the predictor adjusts, and running the VAE with them.
+
+The predictor outputs one flat vector per image, of width ``WEIGHT_UPDATE_SIZE``.
+``WeightDeltas`` cuts it into one tensor per selected parameter and runs the decoder
+with patched parameters ``theta + s * delta`` through ``torch.func.functional_call``:
+the module's own parameters are never written, and gradients reach both the predictor
+(through delta) and the base weights theta.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, vmap
+
+from .config import DEFAULT_DELTA_TARGETS, DELTA_MODES
+
+# Layers whose output is linear in their weights and add their bias: the per-sample
+# path below relies on that.
+LINEAR_IN_WEIGHTS = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)
+
+
+class WeightDeltas:
+    """A selection of VAE parameters the weight predictor adjusts.
+
+    Args:
+        vae: the VAE whose parameters are selected.
+        targets: parameter names or glob patterns, e.g. ``("decoder.out.*",)``; see
+            ``vae.named_parameters()`` for the names.
+        mode: ``"per_sample"`` (each image its own delta) or ``"batch_mean"`` (one
+            delta, the mean over the batch, for every image).
+
+    Attributes:
+        names: the selected parameter names, in the model's order.
+        slices: name -> slice of the flat prediction that belongs to it.
+        WEIGHT_UPDATE_SIZE: total number of selected weights = the predictor's width.
+    """
+
+    def __init__(self, vae: nn.Module, targets=DEFAULT_DELTA_TARGETS, mode: str = "per_sample"):
+        if isinstance(targets, str):
+            targets = (targets,)
+        if mode not in DELTA_MODES:
+            raise ValueError(f"delta_mode={mode!r}: expected one of {DELTA_MODES}")
+        params = dict(vae.named_parameters())
+        unmatched = [t for t in targets if not fnmatch.filter(params, t)]
+        if unmatched or not targets:
+            raise ValueError(
+                f"delta targets {unmatched or list(targets)} match no VAE parameter; "
+                f"available: {', '.join(params)}")
+        self.vae, self.mode = vae, mode
+        self.names = [n for n in params if any(fnmatch.fnmatchcase(n, t) for t in targets)]
+        if not all(n.startswith("decoder.") for n in self.names):
+            outside = [n for n in self.names if not n.startswith("decoder.")]
+            raise ValueError(f"delta targets must be decoder parameters (they change how z "
+                             f"is decoded); not: {', '.join(outside)}")
+        modules = dict(vae.named_modules())
+        for n in self.names:
+            owner, _, kind = n.rpartition(".")
+            module = modules[owner]
+            if (not isinstance(module, LINEAR_IN_WEIGHTS) or kind not in ("weight", "bias")
+                    or getattr(module, "padding_mode", "zeros") != "zeros"):
+                raise ValueError(f"delta target {n}: expected the weight or bias of a "
+                                 f"{' / '.join(c.__name__ for c in LINEAR_IN_WEIGHTS)} layer (zero padding)")
+        self.shapes = {n: tuple(params[n].shape) for n in self.names}
+        self.slices, start = {}, 0
+        for n in self.names:
+            size = math.prod(self.shapes[n])
+            self.slices[n] = slice(start, start + size)
+            start += size
+        self.WEIGHT_UPDATE_SIZE = start
+
+    def describe(self) -> str:
+        """One line per selected parameter: name, shape and size, then the total."""
+        lines = [f"{n:<24} {'x'.join(map(str, self.shapes[n])):>12} = {self.slices[n].stop - self.slices[n].start}"
+                 for n in self.names]
+        return "\n".join(lines + [f"WEIGHT_UPDATE_SIZE = {self.WEIGHT_UPDATE_SIZE}"])
+
+    def split(self, delta: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Flat prediction (B, WEIGHT_UPDATE_SIZE) -> {name: (B, *param.shape)}."""
+        if delta.dim() != 2 or delta.shape[1] != self.WEIGHT_UPDATE_SIZE:
+            parts = " + ".join(f"{n} {'x'.join(map(str, self.shapes[n]))}" for n in self.names)
+            raise ValueError(
+                f"delta of shape {tuple(delta.shape)}: expected (B, {self.WEIGHT_UPDATE_SIZE}), "
+                f"WEIGHT_UPDATE_SIZE = {parts}")
+        return {n: delta[:, s].view(-1, *self.shapes[n]) for n, s in self.slices.items()}
+
+    def patched(self, delta: dict[str, torch.Tensor], scale: float = 1.0) -> dict[str, torch.Tensor]:
+        """Decoder parameters theta + scale * delta, for one delta per parameter.
+
+        Keys are relative to the decoder (``out.weight``), as ``functional_call`` wants.
+        """
+        base = dict(self.vae.decoder.named_parameters())
+        return {n[len("decoder."):]: base[n[len("decoder."):]] + scale * d for n, d in delta.items()}
+
+    def decode(self, z: torch.Tensor, delta: torch.Tensor, *, scale: float = 1.0,
+               mode: str | None = None) -> torch.Tensor:
+        """Decode noise vectors with patched weights.
+
+        Args:
+            z: noise vectors (B, latent_dim).
+            delta: flat predictions (B, WEIGHT_UPDATE_SIZE).
+            scale: s in theta + s * delta (1 in training; 0 gives the base images).
+            mode: overrides the selection's mode for this call.
+
+        Returns:
+            images (B, C, H, W) in [0, 1].
+        """
+        mode = mode or self.mode
+        if mode not in DELTA_MODES:
+            raise ValueError(f"delta_mode={mode!r}: expected one of {DELTA_MODES}")
+        if delta.shape[0] != z.shape[0]:
+            raise ValueError(f"delta has {delta.shape[0]} rows but z has {z.shape[0]}: "
+                             "expected one delta per noise vector")
+        parts = self.split(delta)
+        if mode == "batch_mean":
+            mean = {n: d.mean(0) for n, d in parts.items()}
+            return functional_call(self.vae.decoder, self.patched(mean, scale), (z,))
+        # Per sample. Every target layer is linear in its weights, so
+        #   layer(x_i; W + s*dW_i, b + s*db_i) = layer(x_i; W, b) + s*(layer(x_i; dW_i) + db_i):
+        # the shared weights run batched as usual, and only the delta term runs per
+        # sample. A zero delta adds exact zeros, giving exactly the base images.
+        hooks = []
+        try:
+            for module_name, module in self.vae.decoder.named_modules():
+                weight = parts.get(f"decoder.{module_name}.weight")
+                bias = parts.get(f"decoder.{module_name}.bias")
+                if weight is not None or bias is not None:
+                    hooks.append(module.register_forward_hook(
+                        _add_delta_term(weight, bias, scale)))
+            return self.vae.decoder(z)
+        finally:
+            for hook in hooks:
+                hook.remove()
+
+
+def _conv_without_bias(module: nn.Module, x_i: torch.Tensor, w_i: torch.Tensor) -> torch.Tensor:
+    """The convolution ``module`` computes, for one sample x_i (C, H, W) and weight w_i."""
+    m = module
+    if isinstance(m, nn.ConvTranspose2d):
+        y = F.conv_transpose2d(x_i[None], w_i, None, m.stride, m.padding, m.output_padding,
+                               m.groups, m.dilation)
+    else:
+        y = F.conv2d(x_i[None], w_i, None, m.stride, m.padding, m.dilation, m.groups)
+    return y[0]
+
+
+def _add_delta_term(d_weight, d_bias, scale):
+    """Forward hook adding scale * (layer(x_i; d_weight_i) + d_bias_i) to each sample's output."""
+
+    def hook(module, args, output):
+        x, term = args[0], 0
+        if d_weight is not None:
+            if isinstance(module, nn.Linear):
+                term = torch.einsum("bi,boi->bo", x, d_weight)  # (B, in) x (B, out, in)
+            else:
+                term = vmap(partial(_conv_without_bias, module))(x, d_weight)
+        if d_bias is not None:
+            term = term + d_bias.view(*d_bias.shape, *([1] * (output.dim() - 2)))
+        return output + scale * term
+
+    return hook

@@ -1,0 +1,150 @@
+"""The three networks: the VAE (generator), the WGAN critic, and the weight predictor.
+
+Every layer size comes from a ``ModelConfig``; nothing is typed by hand. Shapes use
+B (batch), T (frames), C (channels), H, W (height, width).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+
+
+def _down_blocks(channels: int, widths: tuple[int, ...], act: type[nn.Module]) -> nn.Sequential:
+    """Conv2d(3x3) -> activation -> MaxPool2d(2) per width: each block halves H and W."""
+    layers, c_in = [], channels
+    for w in widths:
+        layers += [nn.Conv2d(c_in, w, 3, padding=1), act(), nn.MaxPool2d(2)]
+        c_in = w
+    return nn.Sequential(*layers)
+
+
+class Decoder(nn.Module):
+    """z (B, latent_dim) -> image (B, C, H, W) in [0, 1].
+
+    Linear -> reshape -> ConvTranspose2d/ReLU blocks (each doubles H, W) -> Sigmoid.
+    The last transposed convolution is ``out``, the default target of the weight deltas.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.shape = (cfg.widths[-1], cfg.bottom_size, cfg.bottom_size)
+        self.fc = nn.Linear(cfg.latent_dim, cfg.flat_size)
+        ups, widths = [], cfg.widths[::-1]  # e.g. 256 -> 128 -> 64 -> 32
+        for c_in, c_out in zip(widths, widths[1:]):
+            ups += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), nn.ReLU()]
+        self.up = nn.Sequential(*ups)
+        self.out = nn.ConvTranspose2d(widths[-1], cfg.channels, 4, stride=2, padding=1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.fc(z)).view(-1, *self.shape)  # (B, latent) -> (B, C', h, w)
+        return torch.sigmoid(self.out(self.up(h)))  # -> (B, C, H, W)
+
+
+class VAE(nn.Module):
+    """Variational autoencoder; its decoder is the image generator.
+
+    ``forward(x)`` returns ``(x_hat, mu, logvar)``; ``decode(z)`` turns noise vectors
+    into images; ``sample_z(n)`` draws noise vectors from the prior N(0, I).
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.latent_dim = cfg.latent_dim
+        self.encoder = _down_blocks(cfg.channels, cfg.widths, nn.ReLU)
+        self.fc_mu = nn.Linear(cfg.flat_size, cfg.latent_dim)  # no activation: mu is any real
+        self.fc_logvar = nn.Linear(cfg.flat_size, cfg.latent_dim)  # nor is log-variance
+        self.decoder = Decoder(cfg)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, C, H, W) -> mu, logvar, each (B, latent_dim)."""
+        h = self.encoder(x).flatten(1)  # (B, C', h, w) -> (B, C'*h*w)
+        return self.fc_mu(h), self.fc_logvar(h)
+
+    @staticmethod
+    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """z = mu + sigma * eps with eps ~ N(0, I): a sample differentiable in mu, logvar."""
+        return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, latent_dim) -> image (B, C, H, W) in [0, 1]."""
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encode(x)
+        return self.decode(self.reparameterize(mu, logvar)), mu, logvar
+
+    def sample_z(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n noise vectors (n, latent_dim) from N(0, I), on the model's device."""
+        device = self.fc_mu.weight.device
+        return torch.randn(n, self.latent_dim, device=device, generator=generator)
+
+
+class Discriminator(nn.Module):
+    """WGAN critic: image (B, C, H, W) -> unbounded realness score (B,).
+
+    Blocks mirror the encoder's; LeakyReLU keeps a gradient for the gradient penalty
+    everywhere; no sigmoid and no batch norm (it would couple the samples whose
+    gradients the penalty treats one at a time).
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.features = _down_blocks(cfg.channels, cfg.critic_widths,
+                                     lambda: nn.LeakyReLU(0.2))
+        self.score = nn.Linear(cfg.critic_flat_size, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.score(self.features(x).flatten(1)).squeeze(1)  # (B, 1) -> (B,)
+
+    @torch.no_grad()
+    def probability(self, x: torch.Tensor) -> torch.Tensor:
+        """sigmoid(score), for display only: the score is what training uses."""
+        return torch.sigmoid(self(x))
+
+
+class WeightPredictor3DCNN(nn.Module):
+    """Synthetic video (B, T, C, H, W) -> flat weight update (B, output_size).
+
+    Conv3d -> ReLU -> MaxPool3d blocks, global average pooling, then a two-layer head.
+    Pooling makes the size independent of the video's T, H and W. The head's last
+    layer starts at zero, so an untrained predictor leaves the VAE unchanged.
+    """
+
+    def __init__(self, output_size: int, *, in_channels: int = 3, num_filters: int = 32,
+                 num_blocks: int = 2, hidden: int = 64):
+        super().__init__()
+        if output_size < 1:
+            raise ValueError(f"output_size={output_size}: expected a positive integer "
+                             "(the number of VAE weights to adjust)")
+        layers, c_in = [], in_channels
+        for _ in range(num_blocks):
+            # ceil_mode: odd sizes round up and a single frame stays one frame, so any
+            # video size works (T, H, W each halve per block, down to 1).
+            layers += [nn.Conv3d(c_in, num_filters, 3, padding=1), nn.ReLU(),
+                       nn.MaxPool3d(2, ceil_mode=True)]
+            c_in = num_filters
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool3d(1))
+        self.head = nn.Sequential(nn.Linear(num_filters, hidden), nn.ReLU(),
+                                  nn.Linear(hidden, output_size))
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
+        self.output_size = output_size
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, output_size: int) -> "WeightPredictor3DCNN":
+        return cls(output_size, in_channels=cfg.channels, num_filters=cfg.predictor_filters,
+                   num_blocks=cfg.predictor_blocks, hidden=cfg.predictor_hidden)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        if video.dim() != 5:
+            raise ValueError(f"video of shape {tuple(video.shape)}: expected (B, T, C, H, W)")
+        h = self.features(video.transpose(1, 2))  # (B, T, C, H, W) -> (B, C, T, H, W) -> (B, F, 1, 1, 1)
+        return self.head(h.flatten(1))  # -> (B, output_size)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
