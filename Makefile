@@ -1,5 +1,6 @@
 # Everything runs inside .venv, created from uv.lock by uv (installed for the user if missing).
 #   make test   set up (or update) .venv, then run the whole test suite
+#   make train  the main job: train the cpu preset on the built-in dataset into runs/main
 #   make lab    JupyterLab on the notebooks, on 127.0.0.1 only
 
 PYTHON ?= python3
@@ -7,7 +8,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "$$($(PYTHON) -m site --user-bas
 VENV_PY := .venv/bin/python
 export UV_PYTHON_DOWNLOADS ?= never
 
-.PHONY: setup test lab
+.PHONY: setup test train lab
 
 setup:
 	@test -x "$(UV)" || { echo "installing uv for this user"; \
@@ -17,6 +18,9 @@ setup:
 
 test: setup
 	$(VENV_PY) -m pytest
+
+train: setup
+	.venv/bin/vidgen-train --preset cpu --out runs/main --resume auto
 
 lab: setup
 	mkdir -p notebooks

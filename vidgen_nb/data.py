@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import datasets, transforms
 
 IMAGE_EXTENSIONS = datasets.folder.IMG_EXTENSIONS  # what ImageFolder accepts
@@ -396,16 +396,55 @@ class InMemoryImages(Dataset):
     """
 
     def __init__(self, dataset: Dataset, *, batch_size: int = 64, num_workers: int = 0):
-        chunks = list(SafeDataLoader(dataset, batch_size=batch_size, num_workers=num_workers))
+        # Own generator: decoding must not draw from the global random stream.
+        chunks = list(SafeDataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
+                                     generator=torch.Generator()))
         self.images = torch.cat([(x * 255).round_().to(torch.uint8) for x, _ in chunks])
         self.labels = torch.cat([y for _, y in chunks])
         self.classes = getattr(dataset, "classes", None)
+        self.root = getattr(dataset, "root", None)
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, i: int):
         return self.images[i].float().div_(255), self.labels[i]
+
+
+def load_dataset(
+    root: str | os.PathLike | None = None,
+    *,
+    image_size: int = 64,
+    in_memory: bool = False,
+    num_workers: int | None = None,
+    skip_bad: bool = False,
+    verbose: bool = False,
+) -> Dataset:
+    """Validate a dataset folder and return its images as a Dataset of ``(x, label)``.
+
+    Args:
+        root: an ImageFolder tree; ``None`` uses the built-in shapes dataset.
+        image_size: images are resized (shorter side) and centre-cropped to this; ``x`` is
+            (3, image_size, image_size), float in [0, 1].
+        in_memory: decode the whole dataset once into a uint8 tensor (``InMemoryImages``).
+        num_workers: processes that decode (default min(4, cores)).
+        skip_bad: leave out unusable files (see ``verbose``) instead of failing.
+        verbose: print the scan report (images per class, skipped files).
+
+    Raises:
+        DatasetError: the folder cannot be used (see ``scan_image_folder``).
+        ValueError: a non-positive image size.
+    """
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise ValueError(f"image_size={image_size!r}: expected a positive integer")
+    report = scan_image_folder(builtin_dataset() if root is None else root, skip_bad=skip_bad)
+    if verbose:
+        print(report.summary())
+    dataset = CheckedImageFolder(report, image_size)
+    if in_memory:
+        workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
+        return InMemoryImages(dataset, num_workers=workers)
+    return dataset
 
 
 def make_loader(
@@ -423,41 +462,78 @@ def make_loader(
 ) -> DataLoader:
     """Validate a dataset folder and return a DataLoader of ``(x, label)`` batches.
 
-    Args:
-        root: an ImageFolder tree; ``None`` uses the built-in shapes dataset.
-        image_size: images are resized (shorter side) and centre-cropped to this.
-        batch_size: images per batch; ``x`` is (batch_size, 3, image_size, image_size),
-            float in [0, 1].
-        num_workers: loader processes; default min(4, cores). With ``in_memory`` they
-            decode once up front, and batches are then served from the main process.
-        in_memory: decode the whole dataset once into a uint8 tensor first.
-        skip_bad: leave out unusable files (see ``verbose``) instead of failing.
-        shuffle, drop_last, seed: as for DataLoader; shuffling is seeded.
-        verbose: print the scan report (images per class, skipped files).
-
-    Raises:
-        DatasetError: the folder cannot be used (see ``scan_image_folder``).
-        ValueError: a non-positive size.
+    ``x`` is (batch_size, 3, image_size, image_size), float in [0, 1]. See
+    ``load_dataset`` for the arguments they share; with ``in_memory`` the batches are
+    served from the main process. Shuffling is seeded by ``seed``.
     """
-    for name, value in (("image_size", image_size), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}={value!r}: expected a positive integer")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r}: expected a positive integer")
     if num_workers is None:
         num_workers = min(4, os.cpu_count() or 1)
-    report = scan_image_folder(builtin_dataset() if root is None else root, skip_bad=skip_bad)
-    if verbose:
-        print(report.summary())
-    dataset: Dataset = CheckedImageFolder(report, image_size)
+    dataset = load_dataset(root, image_size=image_size, in_memory=in_memory,
+                           num_workers=num_workers, skip_bad=skip_bad, verbose=verbose)
+    check_batch_size(dataset, batch_size)
     if in_memory:
-        dataset, num_workers = InMemoryImages(dataset, num_workers=num_workers), 0
-    if drop_last and len(dataset) < batch_size:
-        raise DatasetError(f"{report.root} has {len(dataset)} usable images, fewer than "
-                           f"batch_size={batch_size}; lower the batch size")
+        num_workers = 0
     return SafeDataLoader(
         dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
         num_workers=num_workers, persistent_workers=num_workers > 0,
         generator=torch.Generator().manual_seed(seed),
     )
+
+
+def check_batch_size(dataset: Dataset, batch_size: int) -> None:
+    """Fail clearly when a dataset cannot fill one batch."""
+    if len(dataset) < batch_size:
+        root = getattr(dataset, "root", None) or "the dataset"
+        raise DatasetError(f"{root} has {len(dataset)} usable images, fewer than "
+                           f"batch_size={batch_size}; lower the batch size")
+
+
+class ResumableBatchSampler(Sampler):
+    """Endless shuffled batches of indices; batch k depends on (seed, k) alone.
+
+    Each epoch is a fresh seeded permutation; the last incomplete batch of an epoch is
+    dropped. Starting at ``start`` gives exactly the batches a run that had consumed
+    ``start`` batches would see next, which makes resuming exact. With ``world_size``
+    processes, rank r takes the r-th share of every global batch.
+    """
+
+    def __init__(self, n: int, batch_size: int, *, seed: int = 0, start: int = 0,
+                 rank: int = 0, world_size: int = 1):
+        self.n, self.batch_size, self.seed, self.start = n, batch_size, seed, start
+        self.rank, self.world_size = rank, world_size
+        self.per_epoch = n // (batch_size * world_size)
+        if self.per_epoch < 1:
+            raise DatasetError(f"{n} usable images cannot fill one batch of {batch_size} x "
+                               f"{world_size} processes; lower the batch size")
+
+    def __iter__(self):
+        k, epoch, perm = self.start, None, None
+        while True:
+            e, b = divmod(k, self.per_epoch)
+            if e != epoch:
+                epoch, perm = e, torch.randperm(self.n, generator=torch.Generator().manual_seed(
+                    self.seed * 1_000_003 + e))
+            i = (b * self.world_size + self.rank) * self.batch_size
+            yield perm[i : i + self.batch_size].tolist()
+            k += 1
+
+
+def endless_batches(dataset: Dataset, sampler: ResumableBatchSampler, *, num_workers: int = 0):
+    """Yield image batches (B, 3, H, W) in [0, 1] forever, in the sampler's order.
+
+    In-memory images are gathered with one index per batch; others go through a
+    ``SafeDataLoader`` with ``num_workers`` processes.
+    """
+    if isinstance(dataset, InMemoryImages):
+        for idx in sampler:
+            yield dataset.images[idx].float().div_(255)
+    else:
+        loader = SafeDataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
+                                generator=torch.Generator())  # keeps the global RNG untouched
+        for x, _ in loader:
+            yield x
 
 
 # --------------------------------------------------------------------------------------

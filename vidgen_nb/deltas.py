@@ -50,13 +50,13 @@ class WeightDeltas:
         unmatched = [t for t in targets if not fnmatch.filter(params, t)]
         if unmatched or not targets:
             raise ValueError(
-                f"delta targets {unmatched or list(targets)} match no VAE parameter; "
-                f"available: {', '.join(params)}")
+                f"delta_targets={tuple(targets)!r}: {unmatched or list(targets)} match no VAE "
+                f"parameter; available: {', '.join(params)}")
         self.vae, self.mode = vae, mode
         self.names = [n for n in params if any(fnmatch.fnmatchcase(n, t) for t in targets)]
         if not all(n.startswith("decoder.") for n in self.names):
             outside = [n for n in self.names if not n.startswith("decoder.")]
-            raise ValueError(f"delta targets must be decoder parameters (they change how z "
+            raise ValueError(f"delta_targets={tuple(targets)!r}: must be decoder parameters (they change how z "
                              f"is decoded); not: {', '.join(outside)}")
         modules = dict(vae.named_modules())
         for n in self.names:
@@ -64,7 +64,7 @@ class WeightDeltas:
             module = modules[owner]
             if (not isinstance(module, LINEAR_IN_WEIGHTS) or kind not in ("weight", "bias")
                     or getattr(module, "padding_mode", "zeros") != "zeros"):
-                raise ValueError(f"delta target {n}: expected the weight or bias of a "
+                raise ValueError(f"delta_targets={tuple(targets)!r}: {n} is not the weight or bias of a "
                                  f"{' / '.join(c.__name__ for c in LINEAR_IN_WEIGHTS)} layer (zero padding)")
         self.shapes = {n: tuple(params[n].shape) for n in self.names}
         self.slices, start = {}, 0

@@ -1,0 +1,146 @@
+"""The trainer through the Python API and the command line: files, exact resume, guards."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from vidgen_nb import Config, builtin_dataset
+from vidgen_nb.train import main
+from vidgen_nb.training import NonFiniteLossError, Trainer, load_checkpoint, pick_device
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return builtin_dataset(tmp_path_factory.mktemp("data"), per_class=4, size=16)
+
+
+def tiny(**overrides):
+    return Config.preset("tiny", log_every=1, checkpoint_every=2, sample_every=2, swd_images=16,
+                         **overrides)
+
+
+def params(trainer):
+    nets = {"vae": trainer.vae, "critic": trainer.critic, "predictor": trainer.predictor}
+    return {f"{k}.{n}": p.detach().clone() for k, net in nets.items() for n, p in net.named_parameters()}
+
+
+def test_python_api_run_writes_files_and_finite_metrics(tmp_path, data):
+    trainer = Trainer(tiny(), data=data, out=tmp_path / "run", progress=False)
+    before = params(trainer)
+    swd0 = trainer.measure_swd()
+    records = trainer.train(4)
+    assert trainer.step == 4 and [r["step"] for r in records] == [1, 2, 3, 4]
+    for r in records:
+        assert all(torch.isfinite(torch.tensor(v)) for v in r.values())
+    after = params(trainer)
+    changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"vae", "critic", "predictor"}  # base weights and predictor both learn
+    files = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"checkpoint.pt", "config.json", "metrics.jsonl", "samples"} <= files
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(lines[0]) == {"step": 0, "swd": swd0} and len(lines) == 5
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 4
+
+
+def test_plain_baseline_without_predictor(data):
+    trainer = Trainer(tiny(use_predictor=False), data=data, progress=False)
+    trainer.train(2)
+    assert trainer.predictor is None and "delta_rms" not in trainer.history[-1]
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_resume_is_exact(tmp_path, data, in_memory):
+    cfg = tiny(in_memory=in_memory, num_workers=1)
+    straight = Trainer(cfg, data=data, progress=False)
+    straight.train(6)
+
+    first = Trainer(cfg, data=data, out=tmp_path / "r", progress=False)
+    first.train(3)
+    first.save_checkpoint(tmp_path / "r" / "mid.pt")
+    del first
+    resumed = Trainer.from_checkpoint(tmp_path / "r" / "mid.pt", data=data, progress=False)
+    assert resumed.step == 3
+    resumed.train(3)
+
+    a, b = params(straight), params(resumed)
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, data):
+    trainer = Trainer(tiny(), data=data, out=tmp_path, progress=False)
+    trainer.train(2)  # checkpoint at step 2
+    with torch.no_grad():
+        trainer.critic.score.weight.fill_(float("nan"))
+    with pytest.raises(NonFiniteLossError, match=r"critic loss is nan at step 3.*last good checkpoint"):
+        trainer.train(3)
+    kept = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert kept["step"] == 2 and torch.isfinite(kept["critic"]["score.weight"]).all()
+
+
+def test_pick_device():
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_device(None).type in ("cpu", "cuda", "mps")
+    with pytest.raises(ValueError, match="device='banana'"):
+        pick_device("banana")
+
+
+# ---------------------------------------------------------------- command line
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "vidgen_nb.train", *args], capture_output=True,
+                          text=True, cwd=cwd)
+
+
+def test_cli_run_and_resume(tmp_path, data):
+    out = tmp_path / "run"
+    res = cli("--preset", "tiny", "--steps", "3", "--data", str(data), "--out", str(out), "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert "done: step 3" in res.stdout and "SWD" in res.stdout
+    for name in ("checkpoint.pt", "metrics.jsonl", "samples.png", "losses.png", "videos.gif"):
+        assert (out / name).is_file(), name
+        assert f"wrote {out / name}" in res.stdout
+
+    again = cli("--preset", "tiny", "--steps", "3", "--data", str(data), "--out", str(out))
+    assert again.returncode == 2 and "already holds a run" in again.stderr
+
+    more = cli("--steps", "5", "--data", str(data), "--out", str(out), "--resume", "auto", "--quiet")
+    assert more.returncode == 0, more.stderr
+    assert "resuming" in more.stdout and "done: step 5" in more.stdout
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == 5
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--steps", "many"], ["--steps", "invalid int value: 'many'"]),
+    (["--image-size", "30"], ["--image-size", "image_size=30", "multiple of 4"]),
+    (["--batch-size", "0"], ["--batch-size", "batch_size=0"]),
+    (["--frames", "-2"], ["--frames", "num_frames=-2"]),
+    (["--n-critic", "0"], ["--n-critic", "n_critic=0"]),
+    (["--preset", "huge"], ["--preset", "invalid choice: 'huge'"]),
+    (["--targets", "decoder.nope"], ["--targets", "decoder.nope", "available", "decoder.out.weight"]),
+    (["--delta-mode", "mean"], ["--delta-mode", "invalid choice"]),
+    (["--device", "banana"], ["device='banana'"]),
+    (["--resume", "missing.pt"], ["--resume", "missing.pt does not exist"]),
+    (["--data", "no_such_folder"], ["--data", "no_such_folder does not exist"]),
+])
+def test_cli_bad_options_exit_2_with_one_clear_line(tmp_path, monkeypatch, capsys, args, words):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--preset", "tiny", "--steps", "1", "--out", str(tmp_path / "o"), *args])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert err.startswith("vidgen-train: error:")
+    for word in words:
+        assert word in err, (word, err)
+    assert not (tmp_path / "o" / "checkpoint.pt").exists()
+
+
+def test_cli_bad_option_in_a_real_process(tmp_path):
+    res = cli("--preset", "tiny", "--image-size", "30", "--out", str(tmp_path / "o"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines() == [
+        "vidgen-train: error: --image-size: image_size=30: the 2 blocks of widths halve it 2 "
+        "times, so it must be a multiple of 4 (see --help)"]

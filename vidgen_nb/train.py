@@ -1,0 +1,161 @@
+"""``vidgen-train`` / ``python -m vidgen_nb.train``: train from the command line.
+
+Writes into the run folder (``--out``): ``checkpoint.pt``, ``config.json``,
+``metrics.jsonl``, ``samples/step_*.png`` and, at the end, ``samples.png``,
+``losses.png`` and ``videos.gif`` (the synthetic videos of generated images).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .config import PRESETS, Config
+from .data import DatasetError
+from .training import CHECKPOINT, NonFiniteLossError, Trainer, pick_device
+from .video import save_gif, synthetic_video
+
+# Config field -> the option that sets it, to name options in error messages.
+OPTIONS = {
+    "batch_size": "--batch-size", "image_size": "--image-size", "num_frames": "--frames",
+    "delta_targets": "--targets", "delta_mode": "--delta-mode", "n_critic": "--n-critic",
+    "use_predictor": "--no-predictor", "steps": "--steps", "seed": "--seed", "lr": "--lr",
+    "device": "--device",
+}
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """One line, exit status 2, no usage dump."""
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> Parser:
+    p = Parser(
+        prog="vidgen-train",
+        description="Train the VAE generator, its WGAN-GP critic and the 3D-CNN weight "
+                    "predictor. Without options: the 'cpu' preset on the built-in dataset.",
+        epilog="Example: vidgen-train --preset tiny --steps 100 --out runs/try "
+               "(then --resume auto continues it).")
+    p.add_argument("--data", metavar="FOLDER",
+                   help="ImageFolder tree, one sub-folder per class (default: built-in shapes)")
+    p.add_argument("--out", metavar="FOLDER", help="run folder (default: runs/<preset>)")
+    p.add_argument("--preset", default="cpu", choices=tuple(PRESETS),
+                   help="sizes and settings to start from (default: cpu)")
+    p.add_argument("--steps", type=int, help="total generator steps of the run (default: the preset's)")
+    p.add_argument("--batch-size", type=int, help="images per step")
+    p.add_argument("--image-size", type=int, help="height = width of the images")
+    p.add_argument("--frames", type=int, help="frames T of the synthetic video")
+    p.add_argument("--targets", nargs="+", metavar="PATTERN",
+                   help="VAE parameters the predictor adjusts (names or globs, e.g. 'decoder.out.*')")
+    p.add_argument("--delta-mode", choices=("per_sample", "batch_mean"),
+                   help="a delta per image (default) or the batch mean")
+    p.add_argument("--no-predictor", action="store_true",
+                   help="train the plain VAE-WGAN-GP, without the weight predictor")
+    p.add_argument("--n-critic", type=int, help="critic steps per generator step")
+    p.add_argument("--lr", type=float, help="Adam learning rate")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
+    p.add_argument("--seed", type=int, help="random seed (weights, noise, data order)")
+    p.add_argument("--resume", metavar="PATH|auto",
+                   help="continue from a checkpoint; 'auto': the one in --out, if any")
+    p.add_argument("--skip-bad", action="store_true", help="leave out unreadable images, listing them")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def config_from_args(args) -> Config:
+    """The preset with the options given on the command line."""
+    overrides = {
+        "batch_size": args.batch_size, "image_size": args.image_size, "num_frames": args.frames,
+        "delta_targets": tuple(args.targets) if args.targets else None,
+        "delta_mode": args.delta_mode, "n_critic": args.n_critic, "steps": args.steps,
+        "seed": args.seed, "lr": args.lr, "use_predictor": False if args.no_predictor else None,
+    }
+    return Config.preset(args.preset, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _option_error(exc: ValueError) -> str:
+    """'image_size=100: ...' -> '--image-size: image_size=100: ...'."""
+    text = str(exc)
+    field = text.split("=")[0].split("[")[0]
+    return f"{OPTIONS[field]}: {text}" if field in OPTIONS else text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+        pick_device(args.device)
+    except ValueError as exc:
+        parser.error(_option_error(exc))
+    out = Path(args.out or f"runs/{args.preset}")
+    resume = out / CHECKPOINT if args.resume == "auto" else args.resume
+    if resume and not Path(resume).is_file():
+        if args.resume != "auto":
+            parser.error(f"--resume: checkpoint {resume} does not exist")
+        resume = None
+    fixed = [OPTIONS[k] for k in ("batch_size", "image_size", "num_frames", "delta_targets",
+                                  "delta_mode", "n_critic", "lr", "seed")
+             if getattr(args, {"num_frames": "frames", "delta_targets": "targets"}.get(k, k)) is not None]
+    if resume and (fixed or args.no_predictor):
+        parser.error(f"{', '.join(fixed or ['--no-predictor'])}: a resumed run keeps the "
+                     f"settings stored in its checkpoint {resume}")
+    if not resume and (out / CHECKPOINT).exists():
+        parser.error(f"--out: {out} already holds a run; continue it with --resume auto, "
+                     "or choose another --out")
+
+    common = dict(data=args.data, out=out, device=args.device, skip_bad=args.skip_bad,
+                  progress=not args.quiet, verbose=args.skip_bad)
+    try:
+        trainer = Trainer.from_checkpoint(resume, **common) if resume else Trainer(cfg, **common)
+    except DatasetError as exc:
+        parser.error(f"--data: {exc}")
+    except ValueError as exc:  # a checkpoint that does not fit, a bad target, ...
+        parser.error(_option_error(exc))
+    steps = args.steps if args.steps is not None else trainer.cfg.train.steps
+    if resume:
+        print(f"resuming {resume} at step {trainer.step} of {steps}")
+    print(f"training on {trainer.device}, {len(trainer.dataset)} images, preset {args.preset}, "
+          f"WEIGHT_UPDATE_SIZE {trainer.deltas.WEIGHT_UPDATE_SIZE}"
+          + ("" if trainer.predictor else " (predictor off)"))
+
+    if not any("swd" in r for r in trainer.history):
+        trainer.measure_swd()
+    start, tick = trainer.step, time.perf_counter()
+    try:
+        trainer.train(max(0, steps - trainer.step))
+    except NonFiniteLossError as exc:
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
+        return 1
+    seconds = time.perf_counter() - tick
+    swd_end = trainer.measure_swd()
+    paths = finish_run(trainer)
+
+    swd_start = next(r["swd"] for r in trainer.history if "swd" in r)
+    images = (trainer.step - start) * trainer.cfg.batch_size * (trainer.cfg.train.n_critic + 1)
+    print(f"done: step {trainer.step}, {seconds:.0f} s, {images / max(seconds, 1e-9):.0f} images/s, "
+          f"SWD {swd_start:.4f} -> {swd_end:.4f} (ratio {swd_end / swd_start:.2f})")
+    for path in paths:
+        print(f"  wrote {path}")
+    return 0
+
+
+def finish_run(trainer: Trainer) -> list[Path]:
+    """Write the end-of-run pictures into the run folder; returns their paths."""
+    from .plots import plot_losses
+
+    out = trainer.out
+    samples = trainer.save_samples(out / "samples.png")
+    losses = out / "losses.png"
+    plot_losses(trainer.history, title=f"training, step {trainer.step}").savefig(losses, dpi=80)
+    generated = trainer.samples(8)
+    video = synthetic_video(generated, trainer.cfg.model.num_frames, trainer.cfg.video, seed=0)
+    gif = save_gif(video, out / "videos.gif", fps=6, scale=max(1, 64 // trainer.cfg.model.image_size))
+    return [out / CHECKPOINT, out / "metrics.jsonl", samples, losses, gif]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

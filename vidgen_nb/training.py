@@ -1,0 +1,361 @@
+"""One trainer for notebook cells and the ``vidgen-train`` command.
+
+Each step (DESIGN.md section 4):
+
+1. ``n_critic`` critic steps, each on a real batch and freshly generated images:
+   z -> base decode -> synthetic video -> predictor -> delta -> patched decode;
+2. one generator step: the same generation with gradients, loss
+   -E[D(patched images)] + vae_weight * (reconstruction + beta * KL) per pixel on a
+   real batch; one backward updates the VAE's base weights and the predictor together.
+
+Checkpoints are plain dicts written atomically; resuming continues exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from . import __version__
+from .config import Config
+from .data import ResumableBatchSampler, check_batch_size, endless_batches, load_dataset
+from .deltas import WeightDeltas
+from .losses import critic_loss, generator_adversarial_loss, vae_loss
+from .metrics import swd
+from .models import VAE, Discriminator, WeightPredictor3DCNN
+from .video import synthetic_video
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite; training stopped before saving anything from it."""
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """``name`` ('cpu', 'cuda', 'cuda:1', 'mps'), or the best available: CUDA, MPS, CPU."""
+    if name in (None, "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device={name!r}: expected auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={name!r}: CUDA is not available on this machine")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={name!r}: MPS is not available on this machine")
+    return device
+
+
+def save_atomic(obj, path: str | os.PathLike) -> Path:
+    """torch.save to a temporary file beside ``path``, flush to disk, then rename.
+
+    A crash at any moment leaves either the old file or the new one, never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+class Trainer:
+    """Builds the networks, optimisers and data for a ``Config`` and trains them.
+
+    Args:
+        cfg: the configuration (``Config.preset(...)``).
+        data: an ImageFolder tree; ``None`` uses the built-in dataset.
+        out: run folder for checkpoints, metrics and pictures; ``None`` writes nothing.
+        device: 'cpu', 'cuda', 'mps' or None for the best available.
+        skip_bad: leave out unusable image files instead of failing.
+        progress: show a tqdm progress bar.
+        callback: called as ``callback(trainer, metrics)`` every ``log_every`` steps.
+    """
+
+    def __init__(self, cfg: Config, *, data=None, out=None, device=None, skip_bad=False,
+                 progress: bool = True, callback: Callable | None = None, verbose: bool = False):
+        self.cfg, m, t = cfg, cfg.model, cfg.train
+        self.device = pick_device(device)
+        self.out = Path(out) if out is not None else None
+        self.progress, self.callback = progress, callback
+        self.step, self.batches_seen, self.history = 0, 0, []
+
+        torch.manual_seed(cfg.seed)
+        self.vae = VAE(m).to(self.device)
+        self.critic = Discriminator(m).to(self.device)
+        self.deltas = WeightDeltas(self.vae, m.delta_targets, m.delta_mode)
+        self.predictor = (WeightPredictor3DCNN.from_config(m, self.deltas.WEIGHT_UPDATE_SIZE)
+                          .to(self.device) if t.use_predictor else None)
+        if self.device.type == "cuda":  # NHWC convolutions are faster on tensor cores
+            self.vae.to(memory_format=torch.channels_last)
+            self.critic.to(memory_format=torch.channels_last)
+        g_params = list(self.vae.parameters())
+        g_params += list(self.predictor.parameters()) if self.predictor else []
+        self.opt_g = torch.optim.Adam(g_params, lr=t.lr, betas=t.betas)
+        self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=t.lr, betas=t.betas)
+
+        self.dataset = load_dataset(data, image_size=m.image_size, in_memory=t.in_memory,
+                                    num_workers=t.num_workers, skip_bad=skip_bad, verbose=verbose)
+        check_batch_size(self.dataset, cfg.batch_size)
+        self._batches = None  # the real-image stream, opened at the current position
+        # Fixed noise vectors for sample grids and SWD, from their own generator so
+        # that looking at samples never changes the training's random stream.
+        g = torch.Generator().manual_seed(cfg.seed + 1)
+        self.fixed_z = torch.randn(max(64, t.swd_images), m.latent_dim, generator=g).to(self.device)
+        if self.out:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+
+    # ------------------------------------------------------------------ generation
+
+    def autocast(self):
+        """bf16 autocast on CUDA; nothing elsewhere."""
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def generate(self, z: torch.Tensor, *, scale: float = 1.0, seed: int | None = None,
+                 return_delta: bool = False):
+        """Noise vectors (B, latent_dim) -> generated images (B, C, H, W).
+
+        With the predictor: decode, make the synthetic video, predict delta, decode again
+        with theta + scale * delta. ``seed`` fixes the video's randomness.
+        """
+        if self.predictor is None:
+            x = self.vae.decode(z)
+            return (x, None) if return_delta else x
+        detach = self.cfg.video.detach
+        with torch.no_grad() if detach else contextlib.nullcontext():
+            base = self.vae.decode(z)  # (B, C, H, W), base weights
+        video = synthetic_video(base, self.cfg.model.num_frames, self.cfg.video, seed=seed)
+        delta = self.predictor(video)  # (B, T, C, H, W) -> (B, WEIGHT_UPDATE_SIZE)
+        x = self.deltas.decode(z, delta, scale=scale)
+        return (x, delta) if return_delta else x
+
+    @torch.no_grad()
+    def samples(self, n: int = 64, *, scale: float = 1.0) -> torch.Tensor:
+        """Images from the fixed noise vectors (n, C, H, W), float on the CPU."""
+        was_training = self._eval()
+        with self.autocast():
+            x = torch.cat([self.generate(z, scale=scale, seed=self.cfg.seed + i)
+                           for i, z in enumerate(self.fixed_z[:n].split(64))])
+        self._train_mode(was_training)
+        return x.float().cpu()
+
+    def _eval(self) -> bool:
+        was = self.vae.training
+        for net in (self.vae, self.critic, self.predictor):
+            if net is not None:
+                net.eval()
+        return was
+
+    def _train_mode(self, mode: bool) -> None:
+        for net in (self.vae, self.critic, self.predictor):
+            if net is not None:
+                net.train(mode)
+
+    # ------------------------------------------------------------------ steps
+
+    def _real(self) -> torch.Tensor:
+        """The next real batch (B, C, H, W) on the device."""
+        if self._batches is None:
+            sampler = ResumableBatchSampler(len(self.dataset), self.cfg.batch_size,
+                                            seed=self.cfg.seed, start=self.batches_seen)
+            self._batches = endless_batches(self.dataset, sampler,
+                                            num_workers=self.cfg.train.num_workers)
+        self.batches_seen += 1
+        x = next(self._batches).to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" else x
+
+    def critic_step(self, real: torch.Tensor) -> dict[str, float]:
+        """One WGAN-GP update of the critic on real vs freshly generated images."""
+        with torch.no_grad(), self.autocast():
+            fake = self.generate(self.vae.sample_z(len(real)))
+        with self.autocast():
+            loss, stats = critic_loss(self.critic, real, fake, gp_weight=self.cfg.train.gp_weight)
+        self._check_finite("critic", loss)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_d.step()
+        return stats
+
+    def generator_step(self, real: torch.Tensor) -> dict[str, float]:
+        """One update of the VAE's base weights and the predictor, together."""
+        t = self.cfg.train
+        self.critic.requires_grad_(False)  # the critic is only a judge here
+        try:
+            with self.autocast():
+                fake, delta = self.generate(self.vae.sample_z(len(real)), return_delta=True)
+                adv = generator_adversarial_loss(self.critic, fake)
+                x_hat, mu, logvar = self.vae(real)
+                vae_term, stats = vae_loss(x_hat.float(), real.float(), mu.float(), logvar.float(),
+                                           beta=t.beta)
+                loss = adv.float() + t.vae_weight * vae_term
+            self._check_finite("generator", loss)
+            self.opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt_g.step()
+        finally:
+            self.critic.requires_grad_(True)
+        stats.update(generator=loss.item(), adversarial=adv.item())
+        if delta is not None:
+            stats["delta_rms"] = delta.float().square().mean().sqrt().item()
+        return stats
+
+    def train_step(self) -> dict[str, float]:
+        """``n_critic`` critic steps, then one generator step; returns the last losses."""
+        for _ in range(self.cfg.train.n_critic):
+            stats = self.critic_step(self._real())
+        stats.update(self.generator_step(self._real()))
+        self.step += 1
+        return stats
+
+    def _check_finite(self, name: str, loss: torch.Tensor) -> None:
+        """Stop before a NaN or infinite loss can reach the weights."""
+        value = loss.item()
+        if not math.isfinite(value):
+            kept = self.out / CHECKPOINT if self.out and (self.out / CHECKPOINT).exists() else None
+            raise NonFiniteLossError(
+                f"{name} loss is {value} at step {self.step + 1}; training stopped. "
+                + (f"The last good checkpoint is kept: {kept}" if kept else "No checkpoint was written."))
+
+    # ------------------------------------------------------------------ the loop
+
+    def train(self, steps: int) -> list[dict]:
+        """Train ``steps`` more steps; returns the metric records logged meanwhile."""
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"steps={steps!r}: expected an integer >= 0")
+        t, end, logged = self.cfg.train, self.step + steps, []
+        self._train_mode(True)
+        bar = tqdm(total=end, initial=self.step, disable=not self.progress, desc="training",
+                   dynamic_ncols=True)
+        tick, images = time.perf_counter(), 0
+        try:
+            while self.step < end:
+                stats = self.train_step()
+                images += self.cfg.batch_size * (t.n_critic + 1)
+                bar.update(1)
+                if self.step % t.log_every == 0 or self.step == end:
+                    now = time.perf_counter()
+                    record = {"step": self.step, **stats, "images_per_s": images / (now - tick)}
+                    tick, images = now, 0
+                    self._log(record)
+                    logged.append(record)
+                    bar.set_postfix({k: f"{stats[k]:.3g}" for k in ("critic", "generator", "recon")})
+                    if self.callback:
+                        self.callback(self, record)
+                if self.out and self.step % t.sample_every == 0:
+                    self.save_samples(self.out / "samples" / f"step_{self.step:06d}.png")
+                if self.out and (self.step % t.checkpoint_every == 0 or self.step == end):
+                    self.save_checkpoint(self.out / CHECKPOINT)
+        finally:
+            bar.close()
+        return logged
+
+    def _log(self, record: dict) -> None:
+        self.history.append(record)
+        if self.out:
+            with open(self.out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    # ------------------------------------------------------------------ quality and pictures
+
+    def real_images(self, n: int) -> torch.Tensor:
+        """n real images (n, C, H, W), a fixed seeded choice, on the CPU."""
+        idx = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(0))[:n]
+        images = getattr(self.dataset, "images", None)
+        if images is not None:
+            return images[idx].float() / 255
+        return torch.stack([self.dataset[i][0] for i in idx.tolist()])
+
+    def measure_swd(self) -> float:
+        """SWD between fixed generated images and fixed real ones (lower is better)."""
+        n = min(self.cfg.train.swd_images, len(self.dataset))
+        value = swd(self.samples(n), self.real_images(n), seed=0)
+        self._log({"step": self.step, "swd": value})
+        return value
+
+    def save_samples(self, path: str | os.PathLike, n: int = 64) -> Path:
+        """A grid of images generated from the fixed noise vectors, as a PNG."""
+        from torchvision.utils import save_image
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(self.samples(n), path, nrow=8, padding=2, pad_value=1.0)
+        return path
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue exactly: a plain dict of tensors and numbers."""
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "version": __version__, "config": self.cfg.to_dict(),
+            "step": self.step, "batches_seen": self.batches_seen,
+            "vae": self.vae.state_dict(), "critic": self.critic.state_dict(),
+            "predictor": self.predictor.state_dict() if self.predictor else None,
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "rng": rng,
+        }
+
+    def save_checkpoint(self, path: str | os.PathLike) -> Path:
+        return save_atomic(self.state_dict(), path)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.vae.load_state_dict(state["vae"])
+        self.critic.load_state_dict(state["critic"])
+        if self.predictor is not None:
+            self.predictor.load_state_dict(state["predictor"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.step, self.batches_seen, self._batches = state["step"], state["batches_seen"], None
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, **kwargs) -> "Trainer":
+        """Rebuild a trainer from a checkpoint and continue where it stopped.
+
+        ``kwargs`` go to ``Trainer`` (data, out, device, ...); the config is the saved one.
+        """
+        state = load_checkpoint(path)
+        trainer = cls(Config.from_dict(state["config"]), **kwargs)
+        trainer.load_state_dict(state)
+        if trainer.out and (trainer.out / "metrics.jsonl").exists():
+            # Keep the records up to the checkpoint: later ones belong to lost steps.
+            lines = (trainer.out / "metrics.jsonl").read_text().splitlines()
+            trainer.history = [r for r in map(json.loads, filter(None, lines))
+                               if r["step"] <= trainer.step]
+            tmp = trainer.out / ".metrics.jsonl.tmp"
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in trainer.history))
+            os.replace(tmp, trainer.out / "metrics.jsonl")
+        return trainer
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read a checkpoint without running any code from it (``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    return torch.load(path, map_location="cpu", weights_only=True)
