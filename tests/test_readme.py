@@ -32,3 +32,20 @@ def test_parameter_table(name):
                  * deltas.WEIGHT_UPDATE_SIZE)
     assert numbers == [count_parameters(vae), count_parameters(Discriminator(m)),
                        count_parameters(predictor), deltas.WEIGHT_UPDATE_SIZE, flat_head]
+
+
+def test_trainer_example_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = re.search(r"From a notebook or script, the same trainer:\n\n```python\n(.*?)```",
+                     README, re.S).group(1)
+    scope = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert scope["trainer"].step == 50 and (tmp_path / "runs/nb/checkpoint.pt").is_file()
+
+
+def test_make_train_figures_match_the_preset():
+    cfg = Config.preset("cpu")
+    assert f"{cfg.train.steps:,}\nsteps of the `cpu` preset" in README or \
+        f"{cfg.train.steps:,} steps of the `cpu` preset" in README.replace("\n", " ")
+    assert f"every {cfg.train.checkpoint_every} steps" in README
+    assert f"batch {cfg.batch_size}, {cfg.model.num_frames}-frame videos" in README

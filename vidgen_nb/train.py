@@ -122,8 +122,9 @@ def main(argv: list[str] | None = None) -> int:
           f"WEIGHT_UPDATE_SIZE {trainer.deltas.WEIGHT_UPDATE_SIZE}"
           + ("" if trainer.predictor else " (predictor off)"))
 
-    if not any("swd" in r for r in trainer.history):
+    if trainer.step == 0:
         trainer.measure_swd()
+        trainer.save_samples(trainer.out / "samples" / "step_000000.png")
     start, tick = trainer.step, time.perf_counter()
     try:
         trainer.train(max(0, steps - trainer.step))

@@ -17,6 +17,7 @@ import contextlib
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -246,8 +247,10 @@ class Trainer:
             raise ValueError(f"steps={steps!r}: expected an integer >= 0")
         t, end, logged = self.cfg.train, self.step + steps, []
         self._train_mode(True)
+        # A live bar in notebooks and terminals; into a log file, a line every 30 s.
+        interactive = sys.stderr.isatty() or "ipykernel" in sys.modules
         bar = tqdm(total=end, initial=self.step, disable=not self.progress, desc="training",
-                   dynamic_ncols=True)
+                   dynamic_ncols=True, mininterval=0.1 if interactive else 30)
         tick, images = time.perf_counter(), 0
         try:
             while self.step < end:
