@@ -8,12 +8,19 @@ raises ``ValueError`` naming the field, its value and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 
 # The decoder's last layer (weight and bias): it sets the colours and fine detail of
 # every generated image, so changing it changes what a decoded noise vector looks like.
 DEFAULT_DELTA_TARGETS = ("decoder.out.*",)
 DELTA_MODES = ("per_sample", "batch_mean")
+FAST_ENV = "VIDGEN_NB_FAST"  # set to 1: notebooks use the tiny preset and few steps (CI does)
+
+
+def fast_mode() -> bool:
+    """True when ``$VIDGEN_NB_FAST`` is set to something other than '', '0' or 'false'."""
+    return os.environ.get(FAST_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
 def _positive(name: str, value) -> None:

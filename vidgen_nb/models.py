@@ -148,3 +148,19 @@ class WeightPredictor3DCNN(nn.Module):
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def layer_shapes(module: nn.Module, x: torch.Tensor) -> list[str]:
+    """Run ``x`` through ``module`` and list each leaf layer with its output shape."""
+    rows, hooks = [], []
+    for name, layer in module.named_modules():
+        if not list(layer.children()):
+            hooks.append(layer.register_forward_hook(
+                lambda m, args, out, name=name: rows.append(f"{name:<12} {type(m).__name__:<16} -> {tuple(out.shape)}")))
+    try:
+        with torch.no_grad():
+            module(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return [f"{'input':<12} {'':<16} -> {tuple(x.shape)}"] + rows

@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
-from .config import Config
+from .config import Config, fast_mode
 from .data import ResumableBatchSampler, check_batch_size, endless_batches, load_dataset
 from .deltas import WeightDeltas
 from .losses import critic_loss, generator_adversarial_loss, vae_loss
@@ -362,3 +362,23 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+MAIN_RUN = Path(__file__).resolve().parents[1] / "runs" / "main" / CHECKPOINT  # what `make train` writes
+
+
+def load_or_train(checkpoint: str | os.PathLike | None = MAIN_RUN, *, steps: int = 200,
+                  progress: bool = False) -> Trainer:
+    """A trained model for the notebooks.
+
+    The checkpoint (default: the one ``make train`` writes) if it exists, else the
+    ``tiny`` preset trained for ``steps`` steps (seconds on a CPU). In fast mode
+    (``$VIDGEN_NB_FAST``) always the tiny one, so results do not depend on what is on disk.
+    """
+    if checkpoint is not None and Path(checkpoint).is_file() and not fast_mode():
+        print(f"loaded {checkpoint}")
+        return Trainer.from_checkpoint(checkpoint, progress=progress)
+    trainer = Trainer(Config.preset("tiny"), progress=progress)
+    trainer.train(steps)
+    print(f"trained the tiny preset for {steps} steps")
+    return trainer

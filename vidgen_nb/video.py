@@ -126,7 +126,7 @@ def plot_filmstrip(video: torch.Tensor, *, max_videos: int = 4, title: str | Non
         video = video[None]
     video = video[:max_videos].detach().float().cpu().clamp(0, 1)
     B, T = video.shape[:2]
-    fig = Figure(figsize=(1.2 * T, 1.2 * B + (0.4 if title else 0)), layout="constrained")
+    fig = Figure(figsize=(1.1 * T, 1.1 * B + (0.4 if title else 0)), dpi=72, layout="constrained")
     axes = fig.subplots(B, T, squeeze=False)
     for b in range(B):
         for k in range(T):

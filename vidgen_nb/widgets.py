@@ -1,0 +1,286 @@
+"""Interactive explorers for notebooks: ipywidgets controls around matplotlib figures.
+
+Each widget draws into one matplotlib ``Figure`` made once; a control change updates
+the artists' data and re-renders the figure to PNG bytes shown by an
+``ipywidgets.Image``. Nothing depends on a browser, so tests drive the controls in
+code and read the state the widget keeps (``png``, ``renders``, titles).
+Display a widget by making it the last expression of a cell (``explorer.ui``).
+"""
+
+from __future__ import annotations
+
+import io
+
+import ipywidgets as W
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .config import VideoConfig
+from .video import synthetic_video
+
+
+def _hwc(x: torch.Tensor) -> np.ndarray:
+    """Image (C, H, W) in [0, 1] -> array (H, W, C) for imshow."""
+    return x.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+class _Panel:
+    """A Figure rendered to PNG into an Image widget; ``draw()`` re-renders it."""
+
+    def __init__(self, figsize, width: str):
+        self.fig = Figure(figsize=figsize, dpi=80, layout="constrained")
+        FigureCanvasAgg(self.fig)
+        self.image = W.Image(format="png", layout=W.Layout(width=width))
+        self.renders = 0
+
+    def draw(self) -> None:
+        buf = io.BytesIO()
+        self.fig.savefig(buf, format="png")
+        self.image.value = buf.getvalue()
+        self.renders += 1
+
+    @property
+    def png(self) -> bytes:
+        return self.image.value
+
+
+def _image_axes(fig: Figure, n: int, titles: list[str], shape) -> list:
+    """n image axes in a row, each with an AxesImage to update later."""
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    blank = np.zeros(shape)
+    for ax, title in zip(axes, titles):
+        ax.imshow(blank, vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.set_axis_off()
+    return list(axes)
+
+
+class VideoExplorer:
+    """The synthetic video of one image: a frame slider with Play, sliders for each change.
+
+    Args:
+        image: (C, H, W) in [0, 1].
+        num_frames: T to start with; cfg: the changes to start with.
+    """
+
+    def __init__(self, image: torch.Tensor, num_frames: int = 8, cfg: VideoConfig | None = None,
+                 *, seed: int = 0):
+        cfg = cfg or VideoConfig()
+        self.source = image.detach()
+        style = {"description_width": "80px"}
+        self.sliders = {
+            "noise": W.FloatSlider(value=cfg.noise, min=0, max=0.3, step=0.01, description="noise", style=style),
+            "shift": W.FloatSlider(value=cfg.shift, min=0, max=10, step=0.5, description="shift (px)", style=style),
+            "zoom": W.FloatSlider(value=cfg.zoom, min=0, max=0.5, step=0.01, description="zoom", style=style),
+            "rotation": W.FloatSlider(value=cfg.rotation, min=0, max=45, step=1, description="rotation (°)", style=style),
+            "brightness": W.FloatSlider(value=cfg.brightness, min=0, max=0.5, step=0.01, description="brightness", style=style),
+        }
+        self.frames = W.IntSlider(value=num_frames, min=2, max=32, description="frames", style=style)
+        self.seed = W.IntSlider(value=seed, min=0, max=99, description="seed", style=style)
+        self.frame = W.IntSlider(value=0, min=0, max=num_frames - 1, description="frame", style=style)
+        self.play = W.Play(value=0, min=0, max=num_frames - 1, interval=200)
+        W.link((self.play, "value"), (self.frame, "value"))  # kernel-side: works without a browser
+
+        self.current = _Panel((3, 3.2), "260px")
+        (self._frame_ax,) = _image_axes(self.current.fig, 1, ["frame 0"], _hwc(image).shape)
+        self.strip = _Panel((8, 1.4), "640px")
+        self._strip_axes: list = []
+        for control in [*self.sliders.values(), self.frames, self.seed]:
+            control.observe(lambda _: self._remake(), names="value")
+        self.frame.observe(lambda _: self._show_frame(), names="value")
+        self._remake()
+        controls = W.VBox([W.HBox([self.play, self.frame]), *self.sliders.values(), self.frames, self.seed])
+        self.ui = W.VBox([W.HBox([self.current.image, controls]), self.strip.image])
+
+    def _remake(self) -> None:
+        """Make the video again with the sliders' settings and redraw both panels."""
+        cfg = VideoConfig(**{k: s.value for k, s in self.sliders.items()})
+        T = self.frames.value
+        self.video = synthetic_video(self.source[None], T, cfg, seed=self.seed.value)[0]  # (T, C, H, W)
+        self.play.max = self.frame.max = T - 1
+        self._draw_strip()
+        self._show_frame()
+
+    def _draw_strip(self) -> None:
+        T = len(self.video)
+        if len(self._strip_axes) != T:  # only a change of frame count rebuilds the strip
+            self.strip.fig.clear()
+            self._strip_axes = _image_axes(self.strip.fig, T, [f"t={k}" for k in range(T)],
+                                           _hwc(self.video[0]).shape)
+        for ax, frame in zip(self._strip_axes, self.video):
+            ax.images[0].set_data(_hwc(frame))
+        self.strip.draw()
+
+    def _show_frame(self) -> None:
+        k = min(self.frame.value, len(self.video) - 1)
+        self._frame_ax.images[0].set_data(_hwc(self.video[k]))
+        self._frame_ax.set_title(f"frame {k} of {len(self.video) - 1}", fontsize=9)
+        self.current.draw()
+
+    @property
+    def title(self) -> str:
+        return self._frame_ax.get_title()
+
+
+class DeltaExplorer:
+    """What a predicted weight delta does: base image, patched image, their difference.
+
+    A delta-scale slider (s in theta + s * delta) and a dropdown choosing which target
+    parameter's delta to apply (or all); a second panel shows, per parameter, the
+    norm of s * delta relative to the weights and the histogram of the chosen delta.
+
+    Args:
+        trainer: a ``Trainer`` (its VAE, predictor and weight deltas are used).
+        index: which of the trainer's fixed noise vectors to decode.
+    """
+
+    def __init__(self, trainer, *, index: int = 0, scale_range: float = 2.0):
+        if trainer.predictor is None:
+            raise ValueError("this trainer has no weight predictor (use_predictor=False)")
+        self.trainer, self.deltas = trainer, trainer.deltas
+        self.z = trainer.fixed_z[index : index + 1]
+        with torch.no_grad():
+            self.base = trainer.vae.decode(self.z)  # (1, C, H, W)
+            _, delta = trainer.generate(self.z, seed=index, return_delta=True)
+        self.delta = delta.float()  # (1, WEIGHT_UPDATE_SIZE)
+        self.scale = W.FloatSlider(value=1.0, min=-scale_range, max=scale_range, step=0.05,
+                                   description="delta scale")
+        self.target = W.Dropdown(options=["all", *self.deltas.names], value="all", description="target")
+        self.images = _Panel((7.5, 2.8), "600px")
+        self._axes = _image_axes(self.images.fig, 3, ["base theta", "patched", "|difference| x 4"],
+                                 _hwc(self.base[0]).shape)
+        self.stats = _Panel((7.5, 2.6), "600px")
+        self._bar_ax, self._hist_ax = self.stats.fig.subplots(1, 2)
+        self._axes[0].images[0].set_data(_hwc(self.base[0]))
+        self.scale.observe(lambda _: self._update(), names="value")
+        self.target.observe(lambda _: self._update(), names="value")
+        self._update()
+        self.ui = W.VBox([W.HBox([self.scale, self.target]), self.images.image, self.stats.image])
+
+    def selected_delta(self) -> torch.Tensor:
+        """The flat delta with every parameter but the chosen one set to zero."""
+        if self.target.value == "all":
+            return self.delta
+        keep = torch.zeros_like(self.delta)
+        part = self.deltas.slices[self.target.value]
+        keep[:, part] = self.delta[:, part]
+        return keep
+
+    @torch.no_grad()
+    def _update(self) -> None:
+        s = self.scale.value
+        self.patched = self.deltas.decode(self.z, self.selected_delta(), scale=s)
+        diff = (self.patched - self.base).abs() * 4
+        self._axes[1].images[0].set_data(_hwc(self.patched[0]))
+        self._axes[1].set_title(f"patched, s = {s:+.2f}", fontsize=9)
+        self._axes[2].images[0].set_data(_hwc(diff[0]))
+        self.images.draw()
+
+        params = dict(self.trainer.vae.named_parameters())
+        parts = self.deltas.split(self.delta)
+        names = self.deltas.names
+        ratios = [abs(s) * parts[n].norm().item() / max(params[n].norm().item(), 1e-12) for n in names]
+        self._bar_ax.clear()
+        self._bar_ax.barh([n.removeprefix("decoder.") for n in names], ratios, color="tab:orange")
+        self._bar_ax.set_title("||s delta|| / ||theta||", fontsize=9)
+        self._bar_ax.tick_params(labelsize=8)
+        self._hist_ax.clear()
+        chosen = self.delta if self.target.value == "all" else self.delta[:, self.deltas.slices[self.target.value]]
+        self._hist_ax.hist((s * chosen).flatten().cpu().numpy(), bins=40, color="tab:blue")
+        self._hist_ax.set_title(f"s delta values ({self.target.value})", fontsize=9)
+        self._hist_ax.tick_params(labelsize=8)
+        self.stats.draw()
+
+
+class LatentExplorer:
+    """Sliders on the leading latent dimensions of z and a seed for the rest."""
+
+    def __init__(self, vae, *, dims: int = 6, seed: int = 0):
+        self.vae = vae
+        self.seed = W.IntSlider(value=seed, min=0, max=999, description="seed")
+        n = min(dims, vae.latent_dim)
+        self.dims = [W.FloatSlider(value=0.0, min=-3, max=3, step=0.1, description=f"z[{i}]")
+                     for i in range(n)]
+        self.panel, self._quiet = _Panel((3, 3.2), "260px"), False
+        with torch.no_grad():
+            shape = _hwc(vae.decode(vae.sample_z(1))[0]).shape
+        (self._ax,) = _image_axes(self.panel.fig, 1, ["decoded z"], shape)
+        self.seed.observe(lambda _: self._reseed(), names="value")
+        for slider in self.dims:
+            slider.observe(lambda _: self._update(), names="value")
+        self._reseed()
+        self.ui = W.HBox([self.panel.image, W.VBox([self.seed, *self.dims])])
+
+    def _reseed(self) -> None:
+        """New random values for every dimension; the sliders take the leading ones."""
+        g = torch.Generator().manual_seed(self.seed.value)
+        self.z = torch.randn(1, self.vae.latent_dim, generator=g)
+        self._quiet = True  # one redraw for the lot, not one per slider
+        for i, slider in enumerate(self.dims):
+            slider.value = round(float(self.z[0, i].clamp(-3, 3)), 1)
+        self._quiet = False
+        self._update()
+
+    @torch.no_grad()
+    def _update(self) -> None:
+        if self._quiet:
+            return
+        for i, slider in enumerate(self.dims):
+            self.z[0, i] = slider.value
+        device = next(self.vae.parameters()).device
+        self.image = self.vae.decode(self.z.to(device))[0].cpu()
+        self._ax.images[0].set_data(_hwc(self.image))
+        self.panel.draw()
+
+
+class TrainingDashboard:
+    """Live loss curves and the latest samples while a training cell runs.
+
+    Use as the trainer's callback: ``Trainer(cfg, callback=dashboard.update)`` or
+    ``trainer.callback = dashboard.update``; display ``dashboard.ui`` before training.
+    """
+
+    KEYS = ("critic", "generator", "recon", "kl")
+
+    def __init__(self, *, samples: int = 16):
+        self.samples = samples
+        self.curves = _Panel((7, 2.4), "560px")
+        axes = self.curves.fig.subplots(1, len(self.KEYS))
+        self.lines = {}
+        for ax, key in zip(axes, self.KEYS):
+            (self.lines[key],) = ax.plot([], [], lw=1)
+            ax.set_title(key, fontsize=9)
+            ax.tick_params(labelsize=7)
+        self.grid = _Panel((3, 3), "240px")
+        self._grid_ax = self.grid.fig.subplots()
+        self._grid_ax.set_axis_off()
+        self.status = W.Label("waiting for the first step")
+        self.ui = W.VBox([self.status, W.HBox([self.curves.image, self.grid.image])])
+
+    def update(self, trainer, record: dict) -> None:
+        """Trainer callback: append the new points, redraw curves and samples."""
+        history = [r for r in trainer.history if "critic" in r]
+        steps = [r["step"] for r in history]
+        for key, line in self.lines.items():
+            line.set_data(steps, [r[key] for r in history])
+            line.axes.relim()
+            line.axes.autoscale_view()
+        self.curves.draw()
+        from torchvision.utils import make_grid
+
+        grid = make_grid(trainer.samples(self.samples), nrow=4, padding=1, pad_value=1)
+        if self._grid_ax.images:
+            self._grid_ax.images[0].set_data(_hwc(grid))
+        else:
+            self._grid_ax.imshow(_hwc(grid), interpolation="nearest")
+        self._grid_ax.set_title(f"samples, step {trainer.step}", fontsize=9)
+        self.grid.draw()
+        self.status.value = (f"step {trainer.step}: critic {record['critic']:.3g}, "
+                             f"generator {record['generator']:.3g}, {record['images_per_s']:.0f} images/s")
+
+    @property
+    def points(self) -> int:
+        """How many points each curve holds."""
+        return len(self.lines["critic"].get_xdata())
