@@ -32,7 +32,7 @@ from .deltas import WeightDeltas
 from .losses import critic_loss, generator_adversarial_loss, vae_loss
 from .metrics import swd
 from .models import VAE, Discriminator, WeightPredictor3DCNN
-from .video import synthetic_video
+from .video import predict_delta
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -147,8 +147,7 @@ class Trainer:
         detach = self.cfg.video.detach
         with torch.no_grad() if detach else contextlib.nullcontext():
             base = self.vae.decode(z)  # (B, C, H, W), base weights
-        video = synthetic_video(base, self.cfg.model.num_frames, self.cfg.video, seed=seed)
-        delta = self.predictor(video)  # (B, T, C, H, W) -> (B, WEIGHT_UPDATE_SIZE)
+        delta = predict_delta(self, base, seed=seed)  # synthetic video -> (B, WEIGHT_UPDATE_SIZE)
         x = self.deltas.decode(z, delta, scale=scale)
         return (x, delta) if return_delta else x
 

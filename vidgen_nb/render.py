@@ -1,0 +1,75 @@
+"""``vidgen-video`` / ``python -m vidgen_nb.render``: videos from a training checkpoint.
+
+Modes: ``latent-walk``, ``delta-sweep`` and ``feedback`` (see ``vidgen_nb.video``).
+Writes a GIF (or an MP4, when the name ends in .mp4 and imageio can write one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .training import MAIN_RUN
+from .video import (GenerationModel, delta_sweep, feedback_video, latent_walk, save_gif,
+                    save_mp4)
+
+MODES = {"latent-walk": latent_walk, "delta-sweep": delta_sweep, "feedback": feedback_video}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``vidgen-video``: render generated videos from a training checkpoint."""
+    parser = argparse.ArgumentParser(
+        prog="vidgen-video", description="Render videos from a trained vidgen_nb model: a walk "
+        "through latent space, a sweep of the predicted delta, or a video the weight predictor drives.")
+    parser.add_argument("--checkpoint", default=str(MAIN_RUN), help="training checkpoint (default: runs/main)")
+    parser.add_argument("--mode", choices=tuple(MODES), default="feedback")
+    parser.add_argument("--frames", type=int, default=24, help="frames per video")
+    parser.add_argument("--videos", type=int, default=4, help="videos, shown side by side")
+    parser.add_argument("--fps", type=float, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scale", type=float, default=1.0, help="delta scale s (amplitude for delta-sweep)")
+    parser.add_argument("--damping", type=float, default=0.0, help="feedback: smoothing of delta over time, [0, 1)")
+    parser.add_argument("--out", help="GIF or MP4 to write (default: <mode>.gif beside the checkpoint)")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+
+    def fail(message: str) -> int:
+        print(f"vidgen-video: error: {message}", file=sys.stderr)
+        return 2
+
+    for name in ("frames", "videos"):
+        if getattr(args, name) < 1:
+            return fail(f"--{name} {getattr(args, name)}: expected a positive integer")
+    try:
+        model = GenerationModel.from_checkpoint(args.checkpoint, args.device)
+    except FileNotFoundError:
+        return fail(f"--checkpoint: {args.checkpoint} does not exist (train one first: make train)")
+    except ValueError as exc:
+        return fail(f"--checkpoint: {exc}")
+    out = Path(args.out or Path(args.checkpoint).parent / f"{args.mode}.gif")
+    common = dict(num_videos=args.videos, num_frames=args.frames, seed=args.seed)
+    try:
+        if args.mode == "latent-walk":
+            video = latent_walk(model, use_delta=model.predictor is not None, scale=args.scale, **common)
+        elif args.mode == "delta-sweep":
+            video = delta_sweep(model, amplitude=args.scale, **common)
+        else:
+            video, stats = feedback_video(model, scale=args.scale, damping=args.damping, **common)
+            ratio, change = stats["delta_ratio"][:, 1:], stats["change"][:, 1:]
+            print(f"||s delta||/||theta||: first {ratio[:, 0].mean():.3f}, last {ratio[:, -1].mean():.3f}, "
+                  f"max {ratio.max():.3f}; frame change: first {change[:, 0].mean():.4f}, "
+                  f"last {change[:, -1].mean():.4f}")
+        upscale = max(1, 96 // model.cfg.model.image_size)
+        if out.suffix.lower() == ".mp4":
+            save_mp4(video, out, fps=args.fps, scale=upscale)
+        else:
+            save_gif(video, out, fps=args.fps, scale=upscale)
+    except (ValueError, RuntimeError) as exc:
+        return fail(str(exc))
+    print(f"wrote {out} ({args.videos} videos x {args.frames} frames, {args.mode})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
