@@ -254,8 +254,13 @@ class ScanReport:
             lines.append(f"  classes without images (ignored): {', '.join(self.empty_classes)}")
         if self.bad:
             lines.append(f"  {len(self.bad)} unusable files (skipped):")
-            lines += [f"    {p}: {why}" for p, why in sorted(self.bad.items())]
+            lines += [f"    {_show(p)}: {why}" for p, why in sorted(self.bad.items())]
         return "\n".join(lines)
+
+
+def _show(path) -> str:
+    """A path as printable text, even when its name is not valid UTF-8."""
+    return str(path).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _visible(name: str) -> bool:
@@ -315,7 +320,7 @@ def scan_image_folder(
     report = ScanReport(root=root, files={c: ps for c, ps in usable.items() if ps}, bad=bad,
                         empty_classes=[c for c, ps in usable.items() if not ps])
     if bad and not skip_bad:
-        listing = "\n".join(f"  {p}: {why}" for p, why in sorted(bad.items()))
+        listing = "\n".join(f"  {_show(p)}: {why}" for p, why in sorted(bad.items()))
         raise DatasetError(
             f"{len(bad)} of {len(every)} image files in {root} cannot be used:\n{listing}\n"
             "fix or remove them, or skip them (skip_bad=True, or --skip-bad on the command line)")
@@ -365,7 +370,7 @@ class CheckedImageFolder(datasets.ImageFolder):
         try:
             return super().__getitem__(index)
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-            raise UnreadableImageError(f"{path}: {_why_unusable(exc)}") from None
+            raise UnreadableImageError(f"{_show(path)}: {_why_unusable(exc)}") from None
 
 
 class SafeDataLoader(DataLoader):

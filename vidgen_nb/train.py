@@ -8,13 +8,14 @@ Writes into the run folder (``--out``): ``checkpoint.pt``, ``config.json``,
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
 
 from .config import PRESETS, Config
 from .data import DatasetError
-from .training import CHECKPOINT, NonFiniteLossError, Trainer, pick_device
+from .training import CHECKPOINT, NonFiniteLossError, Trainer, TrainingInterrupted, pick_device
 from .video import save_gif, synthetic_video
 
 # Config field -> the option that sets it, to name options in error messages.
@@ -22,7 +23,7 @@ OPTIONS = {
     "batch_size": "--batch-size", "image_size": "--image-size", "num_frames": "--frames",
     "delta_targets": "--targets", "delta_mode": "--delta-mode", "n_critic": "--n-critic",
     "use_predictor": "--no-predictor", "steps": "--steps", "seed": "--seed", "lr": "--lr",
-    "device": "--device",
+    "device": "--device", "checkpoint_every": "--checkpoint-every",
 }
 
 
@@ -60,6 +61,7 @@ def build_parser() -> Parser:
     p.add_argument("--seed", type=int, help="random seed (weights, noise, data order)")
     p.add_argument("--resume", metavar="PATH|auto",
                    help="continue from a checkpoint; 'auto': the one in --out, if any")
+    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
     p.add_argument("--skip-bad", action="store_true", help="leave out unreadable images, listing them")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -72,6 +74,7 @@ def config_from_args(args) -> Config:
         "delta_targets": tuple(args.targets) if args.targets else None,
         "delta_mode": args.delta_mode, "n_critic": args.n_critic, "steps": args.steps,
         "seed": args.seed, "lr": args.lr, "use_predictor": False if args.no_predictor else None,
+        "checkpoint_every": args.checkpoint_every,
     }
     return Config.preset(args.preset, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -113,26 +116,42 @@ def main(argv: list[str] | None = None) -> int:
         trainer = Trainer.from_checkpoint(resume, **common) if resume else Trainer(cfg, **common)
     except DatasetError as exc:
         parser.error(f"--data: {exc}")
-    except ValueError as exc:  # a checkpoint that does not fit, a bad target, ...
-        parser.error(_option_error(exc))
+    except ValueError as exc:  # a refused or unfitting checkpoint, a bad target, ...
+        parser.error(("--resume: " if resume else "") + _option_error(exc))
     steps = args.steps if args.steps is not None else trainer.cfg.train.steps
+    say = print if trainer.is_main else (lambda *a, **k: None)  # rank 0 speaks for all
     if resume:
-        print(f"resuming {resume} at step {trainer.step} of {steps}")
-    print(f"training on {trainer.device}, {len(trainer.dataset)} images, preset {args.preset}, "
-          f"WEIGHT_UPDATE_SIZE {trainer.deltas.WEIGHT_UPDATE_SIZE}"
-          + ("" if trainer.predictor else " (predictor off)"))
+        say(f"resuming {resume} at step {trainer.step} of {steps}")
+    processes = f" x {trainer.world_size} processes" if trainer.world_size > 1 else ""
+    say(f"training on {trainer.device}{processes}, {len(trainer.dataset)} images, preset {args.preset}, "
+        f"WEIGHT_UPDATE_SIZE {trainer.deltas.WEIGHT_UPDATE_SIZE}"
+        + ("" if trainer.predictor else " (predictor off)"))
 
     if trainer.step == 0:
         trainer.measure_swd()
-        trainer.save_samples(trainer.out / "samples" / "step_000000.png")
+        if trainer.out:
+            trainer.save_samples(trainer.out / "samples" / "step_000000.png")
     start, tick = trainer.step, time.perf_counter()
     try:
         trainer.train(max(0, steps - trainer.step))
     except NonFiniteLossError as exc:
-        print(f"{parser.prog}: {exc}", file=sys.stderr)
+        say(f"{parser.prog}: {exc}", file=sys.stderr)
         return 1
+    except TrainingInterrupted as stop:
+        again = " ".join(["vidgen-train", *(["--data", args.data] if args.data else []),
+                          "--out", str(out), "--resume", "auto", "--steps", str(steps)])
+        say(f"{parser.prog}: interrupted ({signal.Signals(stop.signum).name}) after step {stop.step}; "
+            f"checkpoint {stop.checkpoint}. Resume with:\n  {again}", file=sys.stderr)
+        return 128 + stop.signum  # 130 for SIGINT, 143 for SIGTERM
     seconds = time.perf_counter() - tick
     swd_end = trainer.measure_swd()
+    if trainer.world_size > 1:
+        agree = trainer.replicas_agree()
+        say(f"{trainer.world_size} processes: weights identical on every rank: {agree}")
+        if not agree:
+            return 1
+    if not trainer.is_main:
+        return 0
     paths = finish_run(trainer)
 
     swd_start = next(r["swd"] for r in trainer.history if "swd" in r)
@@ -158,5 +177,16 @@ def finish_run(trainer: Trainer) -> list[Path]:
     return [out / CHECKPOINT, out / "metrics.jsonl", samples, losses, gif]
 
 
+def run(argv: list[str] | None = None) -> int:
+    """``main`` and, under torchrun, leave the process group cleanly."""
+    try:
+        return main(argv)
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -17,12 +17,18 @@ import contextlib
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
 from . import __version__
@@ -39,6 +45,35 @@ CHECKPOINT = "checkpoint.pt"
 
 class NonFiniteLossError(RuntimeError):
     """A loss became NaN or infinite; training stopped before saving anything from it."""
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM arrived: the step in progress finished and a checkpoint was written."""
+
+    def __init__(self, signum: int, step: int, checkpoint: Path | None):
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+        super().__init__(f"{signal.Signals(signum).name} at step {step}")
+
+
+def init_distributed(device: str | None = None) -> tuple[int, int, torch.device]:
+    """(rank, world size, device) for this process.
+
+    Under ``torchrun`` (WORLD_SIZE > 1) this joins the process group: NCCL with one GPU
+    per process (LOCAL_RANK) when CUDA is used, Gloo on CPUs. Otherwise (0, 1, device).
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, pick_device(device)
+    use_cuda = pick_device(device).type == "cuda"
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    # DDP's hint about gradient strides fires for the critic's (1, F) score weight,
+    # whose layout cannot matter; keep the log readable.
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+    if use_cuda:
+        torch.cuda.set_device(local)
+    return dist.get_rank(), dist.get_world_size(), torch.device(f"cuda:{local}" if use_cuda else "cpu")
 
 
 def pick_device(name: str | None = None) -> torch.device:
@@ -79,6 +114,23 @@ def save_atomic(obj, path: str | os.PathLike) -> Path:
     return path
 
 
+class _GeneratorPass(nn.Module):
+    """The generator step's forward pass as one module, so that DDP can wrap it.
+
+    z (B, latent_dim), real (B, C, H, W) -> fake, delta, x_hat, mu, logvar.
+    """
+
+    def __init__(self, trainer: "Trainer"):
+        super().__init__()
+        self.vae, self.predictor = trainer.vae, trainer.predictor  # registered: DDP syncs them
+        self._generate = trainer.generate
+
+    def forward(self, z: torch.Tensor, real: torch.Tensor):
+        fake, delta = self._generate(z, return_delta=True)
+        x_hat, mu, logvar = self.vae(real)
+        return fake, delta, x_hat, mu, logvar
+
+
 class Trainer:
     """Builds the networks, optimisers and data for a ``Config`` and trains them.
 
@@ -95,10 +147,12 @@ class Trainer:
     def __init__(self, cfg: Config, *, data=None, out=None, device=None, skip_bad=False,
                  progress: bool = True, callback: Callable | None = None, verbose: bool = False):
         self.cfg, m, t = cfg, cfg.model, cfg.train
-        self.device = pick_device(device)
-        self.out = Path(out) if out is not None else None
-        self.progress, self.callback = progress, callback
+        self.rank, self.world_size, self.device = init_distributed(device)
+        self.is_main = self.rank == 0  # only rank 0 writes files and shows progress
+        self.out = Path(out) if out is not None and self.is_main else None
+        self.progress, self.callback = progress and self.is_main, callback
         self.step, self.batches_seen, self.history = 0, 0, []
+        self._stop_signal = None  # set by SIGINT / SIGTERM during train()
 
         torch.manual_seed(cfg.seed)
         self.vae = VAE(m).to(self.device)
@@ -113,6 +167,16 @@ class Trainer:
         g_params += list(self.predictor.parameters()) if self.predictor else []
         self.opt_g = torch.optim.Adam(g_params, lr=t.lr, betas=t.betas)
         self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=t.lr, betas=t.betas)
+        if self.rank:  # each process draws its own noise; rank 0 keeps the single-process stream
+            torch.manual_seed(cfg.seed + 7919 * self.rank)
+        # What the optimisers' backward passes run through: under torchrun, PyTorch's
+        # DistributedDataParallel, which averages gradients across processes.
+        self._generator_pass: nn.Module = _GeneratorPass(self)
+        self._critic_net: nn.Module = self.critic
+        if self.world_size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self._generator_pass = DDP(self._generator_pass, device_ids=ids)
+            self._critic_net = DDP(self.critic, device_ids=ids)
 
         self.dataset = load_dataset(data, image_size=m.image_size, in_memory=t.in_memory,
                                     num_workers=t.num_workers, skip_bad=skip_bad, verbose=verbose)
@@ -125,6 +189,8 @@ class Trainer:
         if self.out:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+            for stale in self.out.glob(f".{CHECKPOINT}.tmp*"):  # left by a killed write
+                stale.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ generation
 
@@ -179,7 +245,8 @@ class Trainer:
         """The next real batch (B, C, H, W) on the device."""
         if self._batches is None:
             sampler = ResumableBatchSampler(len(self.dataset), self.cfg.batch_size,
-                                            seed=self.cfg.seed, start=self.batches_seen)
+                                            seed=self.cfg.seed, start=self.batches_seen,
+                                            rank=self.rank, world_size=self.world_size)
             self._batches = endless_batches(self.dataset, sampler,
                                             num_workers=self.cfg.train.num_workers)
         self.batches_seen += 1
@@ -191,7 +258,7 @@ class Trainer:
         with torch.no_grad(), self.autocast():
             fake = self.generate(self.vae.sample_z(len(real)))
         with self.autocast():
-            loss, stats = critic_loss(self.critic, real, fake, gp_weight=self.cfg.train.gp_weight)
+            loss, stats = critic_loss(self._critic_net, real, fake, gp_weight=self.cfg.train.gp_weight)
         self._check_finite("critic", loss)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
@@ -204,9 +271,8 @@ class Trainer:
         self.critic.requires_grad_(False)  # the critic is only a judge here
         try:
             with self.autocast():
-                fake, delta = self.generate(self.vae.sample_z(len(real)), return_delta=True)
+                fake, delta, x_hat, mu, logvar = self._generator_pass(self.vae.sample_z(len(real)), real)
                 adv = generator_adversarial_loss(self.critic, fake)
-                x_hat, mu, logvar = self.vae(real)
                 vae_term, stats = vae_loss(x_hat.float(), real.float(), mu.float(), logvar.float(),
                                            beta=t.beta)
                 loss = adv.float() + t.vae_weight * vae_term
@@ -229,10 +295,18 @@ class Trainer:
         self.step += 1
         return stats
 
+    def _any(self, flag: bool) -> bool:
+        """True if ``flag`` is true in any process (so that all stop together)."""
+        if self.world_size == 1:
+            return flag
+        t = torch.tensor([float(flag)], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
     def _check_finite(self, name: str, loss: torch.Tensor) -> None:
         """Stop before a NaN or infinite loss can reach the weights."""
         value = loss.item()
-        if not math.isfinite(value):
+        if self._any(not math.isfinite(value)):
             kept = self.out / CHECKPOINT if self.out and (self.out / CHECKPOINT).exists() else None
             raise NonFiniteLossError(
                 f"{name} loss is {value} at step {self.step + 1}; training stopped. "
@@ -251,6 +325,7 @@ class Trainer:
         bar = tqdm(total=end, initial=self.step, disable=not self.progress, desc="training",
                    dynamic_ncols=True, mininterval=0.1 if interactive else 30)
         tick, images = time.perf_counter(), 0
+        handlers = self._catch_signals()
         try:
             while self.step < end:
                 stats = self.train_step()
@@ -269,9 +344,35 @@ class Trainer:
                     self.save_samples(self.out / "samples" / f"step_{self.step:06d}.png")
                 if self.out and (self.step % t.checkpoint_every == 0 or self.step == end):
                     self.save_checkpoint(self.out / CHECKPOINT)
+                if self._any(self._stop_signal is not None):
+                    path = self.save_checkpoint(self.out / CHECKPOINT) if self.out else None
+                    raise TrainingInterrupted(self._stop_signal or signal.SIGTERM, self.step, path)
         finally:
             bar.close()
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
         return logged
+
+    def _catch_signals(self) -> dict:
+        """Turn SIGINT / SIGTERM into a request to stop after the current step."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        self._stop_signal = None
+
+        def request_stop(signum, frame):
+            self._stop_signal = signum
+
+        return {signum: signal.signal(signum, request_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+    def replicas_agree(self) -> bool:
+        """Whether every process holds the same weights (always true in one process)."""
+        if self.world_size == 1:
+            return True
+        nets = [self.vae, self.critic] + ([self.predictor] if self.predictor else [])
+        local = torch.stack([p.detach().double().sum() for net in nets for p in net.parameters()])
+        gathered = [torch.zeros_like(local) for _ in range(self.world_size)]
+        dist.all_gather(gathered, local)
+        return all(torch.equal(gathered[0], g) for g in gathered[1:])
 
     def _log(self, record: dict) -> None:
         self.history.append(record)
@@ -324,6 +425,13 @@ class Trainer:
         return save_atomic(self.state_dict(), path)
 
     def load_state_dict(self, state: dict) -> None:
+        """Continue from ``state``; a checkpoint made with other sizes is refused."""
+        ours, theirs = self.cfg.to_dict()["model"], state["config"]["model"]
+        differ = [f"{k}: checkpoint {theirs.get(k)!r}, this run {v!r}" for k, v in ours.items()
+                  if _plain(theirs.get(k)) != _plain(v)]
+        if differ:
+            raise ValueError("checkpoint was made with a different model config; sizes that "
+                             "differ: " + "; ".join(differ))
         self.vae.load_state_dict(state["vae"])
         self.critic.load_state_dict(state["critic"])
         if self.predictor is not None:
@@ -334,6 +442,8 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        if self.rank:  # the saved stream is rank 0's; the others draw their own
+            torch.manual_seed(self.cfg.seed + 7919 * self.rank + self.step)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, **kwargs) -> "Trainer":
@@ -355,12 +465,30 @@ class Trainer:
         return trainer
 
 
+def _plain(value):
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Read a checkpoint without running any code from it (``weights_only=True``)."""
+    """Read a checkpoint without running any code from it.
+
+    ``torch.load(weights_only=True)`` unpickles tensors, numbers, strings and
+    containers only; a file that asks for anything else (e.g. a pickle crafted to run
+    code) is refused with ``ValueError`` before any of it runs.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError for forbidden globals, RuntimeError for junk
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"checkpoint {path} was refused: it is not a plain vidgen_nb "
+                         f"checkpoint ({first})") from None
+    missing = {"config", "step", "vae", "critic"} - set(state) if isinstance(state, dict) else {"a dict"}
+    if missing:
+        raise ValueError(f"checkpoint {path} lacks {sorted(missing)}: not a vidgen_nb checkpoint")
+    return state
 
 
 MAIN_RUN = Path(__file__).resolve().parents[1] / "runs" / "main" / CHECKPOINT  # what `make train` writes
