@@ -37,20 +37,20 @@ def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, 
 
 
 def critic_loss(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, *,
-                gp_weight: float = 10.0, generator: torch.Generator | None = None
-                ) -> tuple[torch.Tensor, dict[str, float]]:
+                gp_weight: float = 10.0, gp_critic: nn.Module | None = None,
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """E[D(fake)] - E[D(real)] + gp_weight * GP, and its parts for logging.
 
-    Real, generated and mixed images go through the critic as one batch: one forward
-    per backward, as DistributedDataParallel requires (the critic has no batch norm,
-    so batching them together changes nothing). The Wasserstein estimate reported is
-    E[D(real)] - E[D(fake)].
+    Real and generated images go through ``critic`` as one batch: one forward per
+    backward, as DistributedDataParallel requires. The penalty's forward at the mixes
+    runs through ``gp_critic`` (default: ``critic``); under DDP pass the wrapped module
+    itself: its gradients join the same backward, so DDP still averages them once.
+    The Wasserstein estimate reported is E[D(real)] - E[D(fake)].
     """
     B = real.shape[0]
-    x_mix = _mix(real, fake, generator)
-    scores = critic(torch.cat([real, fake.detach(), x_mix])).float()  # (3B,)
-    d_real, d_fake = scores[:B].mean(), scores[B : 2 * B].mean()
-    gp = _penalty(scores[2 * B :], x_mix)
+    scores = critic(torch.cat([real, fake.detach()])).float()  # (2B,)
+    d_real, d_fake = scores[:B].mean(), scores[B:].mean()
+    gp = gradient_penalty(gp_critic or critic, real, fake, generator=generator)
     loss = d_fake - d_real + gp_weight * gp
     return loss, {"critic": loss.item(), "wasserstein": (d_real - d_fake).item(), "gp": gp.item()}
 

@@ -258,7 +258,8 @@ class Trainer:
         with torch.no_grad(), self.autocast():
             fake = self.generate(self.vae.sample_z(len(real)))
         with self.autocast():
-            loss, stats = critic_loss(self._critic_net, real, fake, gp_weight=self.cfg.train.gp_weight)
+            loss, stats = critic_loss(self._critic_net, real, fake, gp_critic=self.critic,
+                                      gp_weight=self.cfg.train.gp_weight)
         self._check_finite("critic", loss)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
