@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from vidgen_nb.bench import reference_video
 from vidgen_nb.config import VideoConfig
 from vidgen_nb.video import plot_filmstrip, save_gif, synthetic_video
 
@@ -47,9 +48,19 @@ def test_every_change_can_be_switched_off(images):
 def test_all_frames_in_one_batched_resample(images, monkeypatch):
     calls = []
     original = F.grid_sample
-    monkeypatch.setattr(F, "grid_sample", lambda *a, **k: calls.append(a[0].shape) or original(*a, **k))
+    monkeypatch.setattr(F, "grid_sample",
+                        lambda *a, **k: calls.append((a[0], a[1].shape)) or original(*a, **k))
     synthetic_video(images, 8, seed=0)
-    assert calls == [torch.Size([4 * 8, 3, 32, 32])]
+    (source, grid_shape), = calls  # one resampling for every frame of every video
+    assert source.data_ptr() == images.data_ptr()  # read in place, not copied per frame
+    assert grid_shape == (4, 8 * 32, 32, 2)
+
+
+def test_same_video_as_the_frame_by_frame_reference(images):
+    for cfg in (VideoConfig(), VideoConfig(noise=0.2, shift=6, zoom=0.3, rotation=20, brightness=0.5)):
+        for seed in (0, 1):
+            assert torch.allclose(synthetic_video(images, 6, cfg, seed=seed),
+                                  reference_video(images, 6, cfg, seed=seed), atol=1e-4)
 
 
 def test_detach_option(images):

@@ -160,9 +160,14 @@ class Trainer:
         self.deltas = WeightDeltas(self.vae, m.delta_targets, m.delta_mode)
         self.predictor = (WeightPredictor3DCNN.from_config(m, self.deltas.WEIGHT_UPDATE_SIZE)
                           .to(self.device) if t.use_predictor else None)
-        if self.device.type == "cuda":  # NHWC convolutions are faster on tensor cores
+        # NHWC: faster convolutions on tensor cores, and on CPUs (oneDNN) faster max
+        # pooling and no layout conversion around every convolution (python -m vidgen_nb.bench).
+        self.channels_last = self.device.type in ("cuda", "cpu")
+        if self.channels_last:
             self.vae.to(memory_format=torch.channels_last)
             self.critic.to(memory_format=torch.channels_last)
+            if self.predictor is not None:  # (B, C, T, H, W) stored as (B, T, H, W, C)
+                self.predictor.to(memory_format=torch.channels_last_3d)
         g_params = list(self.vae.parameters())
         g_params += list(self.predictor.parameters()) if self.predictor else []
         self.opt_g = torch.optim.Adam(g_params, lr=t.lr, betas=t.betas)
@@ -251,7 +256,7 @@ class Trainer:
                                             num_workers=self.cfg.train.num_workers)
         self.batches_seen += 1
         x = next(self._batches).to(self.device, non_blocking=True)
-        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" else x
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def critic_step(self, real: torch.Tensor) -> dict[str, float]:
         """One WGAN-GP update of the critic on real vs freshly generated images."""

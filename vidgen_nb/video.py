@@ -72,23 +72,25 @@ def synthetic_video(
     field = torch.randn(B, 1, C, H, W, device=device, generator=generator).to(dtype) * cfg.noise
     t = torch.linspace(0, 1, num_frames, device=device, dtype=dtype)  # (T,), 0 at frame 0
 
-    # Affine maps in grid_sample's [-1, 1] coordinates, one per (video, frame): (B, T, 2, 3).
-    a = turn[:, None] * t  # (B, T)
-    s = 1 / (1 + zoom[:, None] * t)  # sampling scale < 1 zooms in
-    dx = (cfg.shift * 2 / W) * torch.cos(angle)[:, None] * t
-    dy = (cfg.shift * 2 / H) * torch.sin(angle)[:, None] * t
-    theta = torch.stack([
-        torch.stack([s * torch.cos(a), -s * torch.sin(a), -dx], -1),
-        torch.stack([s * torch.sin(a), s * torch.cos(a), -dy], -1),
-    ], -2)
-    grid = F.affine_grid(theta.view(B * num_frames, 2, 3), [B * num_frames, C, H, W],
-                         align_corners=False)
-    frames = images[:, None].expand(B, num_frames, C, H, W).reshape(B * num_frames, C, H, W)
-    video = F.grid_sample(frames, grid, mode="bilinear", padding_mode="border",
-                          align_corners=False).view(B, num_frames, C, H, W)
-    video = video * (1 + bright[:, None, None, None, None] * t[None, :, None, None, None])
-    video = video + field * t[None, :, None, None, None]
-    return video.clamp(0, 1)
+    # One affine map per (video, frame) in grid_sample's [-1, 1] coordinates: the
+    # sampling position of output pixel (x, y) is  s*R(a) @ (x, y) - (dx, dy).
+    a = turn[:, None, None, None] * t[:, None, None]  # (B, T, 1, 1)
+    s = 1 / (1 + zoom[:, None, None, None] * t[:, None, None])  # sampling scale < 1 zooms in
+    dx = (cfg.shift * 2 / W) * torch.cos(angle)[:, None, None, None] * t[:, None, None]
+    dy = (cfg.shift * 2 / H) * torch.sin(angle)[:, None, None, None] * t[:, None, None]
+    cos, sin = s * torch.cos(a), s * torch.sin(a)
+    x = torch.arange(W, device=device, dtype=dtype) * (2 / W) + (1 / W - 1)  # pixel centres
+    y = (torch.arange(H, device=device, dtype=dtype) * (2 / H) + (1 / H - 1))[:, None]
+    grid = torch.stack([cos * x - sin * y - dx, sin * x + cos * y - dy], -1)  # (B, T, H, W, 2)
+    # All T frames of a video sample the same image: stack them along the height, so
+    # the image is read in place instead of being copied T times.
+    video = F.grid_sample(images, grid.view(B, num_frames * H, W, 2), mode="bilinear",
+                          padding_mode="border", align_corners=False)  # (B, C, T*H, W)
+    video = video.view(B, C, num_frames, H, W)
+    # In place, one pass each: brightness, noise, clamp.
+    video.mul_(1 + bright[:, None, None, None, None] * t[:, None, None])
+    video.addcmul_(field.view(B, C, 1, H, W), t[:, None, None])
+    return video.clamp_(0, 1).transpose(1, 2)  # (B, T, C, H, W), a view
 
 
 def _to_uint8_frames(video: torch.Tensor, nrow: int | None = None) -> list[Image.Image]:

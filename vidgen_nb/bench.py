@@ -1,0 +1,341 @@
+"""How fast is one training iteration? ``python -m vidgen_nb.bench`` (or ``make bench``).
+
+Everything is measured in one process, after warm-up, as the median of repeated runs,
+and reported as ratios, which stay meaningful on a noisy machine:
+
+1. the full training iteration (``n_critic`` critic steps with gradient penalty, then
+   one generator step with synthetic video, predictor and per-sample patched decode);
+2. the same iteration without the predictor (plain VAE-WGAN-GP): overhead = 1 / 2;
+3. a straightforward version of the same math (``ReferenceTrainer``: frames built in a
+   Python loop, per-sample deltas applied by looping over the batch, default memory
+   layout): speed-up = 3 / 1, after checking both give the same losses;
+4. model FLOPs of one iteration (``torch.utils.flop_counter``, the gradient penalty's
+   double backward included) per second, over the FLOP/s of a large matrix product;
+5. synthetic-video bytes written per second, over a plain copy of the same bytes;
+6. images/s the data loader delivers, over the images/s the iteration consumes;
+7. peak memory (RSS on a CPU, ``torch.cuda.max_memory_allocated`` on a GPU).
+
+It prints a table of ratios and targets, then one JSON line with every figure.
+``--quick`` (the tiny preset, few repeats) runs in well under a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+from torch.utils.flop_counter import FlopCounterMode
+
+from .config import PRESETS, Config, VideoConfig
+from .data import ResumableBatchSampler, endless_batches
+from .training import Trainer
+
+# Targets for the CPU; on a GPU the table shows the same ratios for comparison.
+TARGETS = {
+    "overhead": ("<=", 1.3),
+    "speedup": (">=", 1.5),
+    "flops_fraction": (">=", 0.5),
+    "video_vs_copy": (">=", 0.5),
+    "loader_vs_training": (">=", 5.0),
+}
+# Loss fields two implementations of the same math must agree on.
+LOSSES = ("critic", "wasserstein", "gp", "generator", "adversarial", "recon", "kl")
+
+
+# ---------------------------------------------------------------------- the reference
+
+
+def reference_video(images: torch.Tensor, num_frames: int, cfg: VideoConfig | None = None, *,
+                    seed: int | None = None) -> torch.Tensor:
+    """``video.synthetic_video`` written plainly: one frame at a time in a Python loop.
+
+    Draws the same random numbers in the same order, so for the same seed (or global
+    RNG state) it returns the same video.
+    """
+    cfg = cfg or VideoConfig()
+    images = images.detach() if cfg.detach else images
+    B, C, H, W = images.shape
+    device, dtype = images.device, images.dtype
+    generator = torch.Generator(device).manual_seed(seed) if seed is not None else None
+
+    def rand(*shape):
+        return torch.rand(*shape, device=device, generator=generator).to(dtype) * 2 - 1
+
+    angle, turn = rand(B) * math.pi, rand(B) * math.radians(cfg.rotation)
+    zoom, bright = rand(B) * cfg.zoom, rand(B) * cfg.brightness
+    field = torch.randn(B, 1, C, H, W, device=device, generator=generator).to(dtype) * cfg.noise
+    times = torch.linspace(0, 1, num_frames, device=device, dtype=dtype)
+    frames = []
+    for k in range(num_frames):
+        t = times[k]
+        a, s = turn * t, 1 / (1 + zoom * t)
+        dx = (cfg.shift * 2 / W) * torch.cos(angle) * t
+        dy = (cfg.shift * 2 / H) * torch.sin(angle) * t
+        theta = torch.stack([torch.stack([s * torch.cos(a), -s * torch.sin(a), -dx], -1),
+                             torch.stack([s * torch.sin(a), s * torch.cos(a), -dy], -1)], -2)
+        grid = F.affine_grid(theta, [B, C, H, W], align_corners=False)
+        frame = F.grid_sample(images, grid, mode="bilinear", padding_mode="border",
+                              align_corners=False)
+        frame = frame * (1 + bright[:, None, None, None] * t) + field[:, 0] * t
+        frames.append(frame.clamp(0, 1))
+    return torch.stack(frames, 1)
+
+
+class ReferenceTrainer(Trainer):
+    """The trainer with ``generate`` written the straightforward way.
+
+    Same networks, losses and data; the synthetic video is built frame by frame and
+    each sample is decoded on its own with ``functional_call(decoder, theta + s*delta_i)``.
+    Nothing is laid out channels-last.
+    """
+
+    def __init__(self, cfg: Config, **kwargs):
+        super().__init__(cfg, **kwargs)
+        for net in (self.vae, self.critic):
+            net.to(memory_format=torch.contiguous_format)
+
+    def _real(self) -> torch.Tensor:
+        return super()._real().contiguous()
+
+    def generate(self, z, *, scale=1.0, seed=None, return_delta=False):
+        with torch.no_grad() if self.cfg.video.detach else contextlib.nullcontext():
+            base = self.vae.decode(z)
+        video = reference_video(base, self.cfg.model.num_frames, self.cfg.video, seed=seed)
+        delta = self.predictor(video)
+        parts = self.deltas.split(delta)
+        images = [functional_call(self.vae.decoder,
+                                  self.deltas.patched({n: d[i] for n, d in parts.items()}, scale),
+                                  (z[i:i + 1],))
+                  for i in range(len(z))]
+        x = torch.cat(images)
+        return (x, delta) if return_delta else x
+
+
+# ---------------------------------------------------------------------- timing
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_time(fn: Callable[[], object], device: torch.device, *, repeats: int, warmup: int = 1
+                ) -> tuple[float, list[float]]:
+    """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times
+
+
+def matmul_flops_per_s(device: torch.device, *, n: int, repeats: int) -> tuple[float, str]:
+    """FLOP/s of an n x n matrix product (bf16 on CUDA, float32 elsewhere)."""
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    seconds, _ = median_time(lambda: a @ b, device, repeats=repeats)
+    return 2 * n**3 / seconds, str(dtype).removeprefix("torch.")
+
+
+class _NoModuleTracker:
+    """Stands in for FlopCounterMode's per-module tracker, whose backward hooks do not
+    work inside ``torch.autograd.grad`` (the gradient penalty); totals stay exact."""
+
+    parents = {"Global"}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args):
+        return False
+
+
+def iteration_flops(trainer: Trainer) -> int:
+    """Model FLOPs of one training iteration, counted by PyTorch's FlopCounterMode.
+
+    Every matrix product and convolution PyTorch runs is counted, forward and backward,
+    including the double backward through the critic that the gradient penalty needs.
+    """
+    counter = FlopCounterMode(display=False)
+    counter.mod_tracker = _NoModuleTracker()
+    with counter:
+        trainer.train_step()
+    return counter.get_total_flops()
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+def same_losses(cfg: Config, device, *, tol: float) -> dict[str, tuple[float, float]]:
+    """One iteration of the fast and the reference trainer from the same start.
+
+    Returns {loss: (fast, reference)}; raises AssertionError if a pair differs by more
+    than ``tol``, relative or absolute (the Wasserstein estimate is a small difference
+    of two large means, so its rounding differences are absolute, not relative).
+    """
+    values = []
+    for kind in (Trainer, ReferenceTrainer):
+        trainer = kind(cfg, device=device, progress=False)
+        torch.manual_seed(1234)
+        values.append(trainer.train_step())
+    pairs = {k: (values[0][k], values[1][k]) for k in LOSSES}
+    bad = {k: v for k, v in pairs.items() if not math.isclose(*v, rel_tol=tol, abs_tol=tol)}
+    if bad:
+        raise AssertionError(f"fast and reference iterations disagree: {bad}")
+    return pairs
+
+
+# ---------------------------------------------------------------------- the run
+
+
+def run(cfg: Config, *, device=None, repeats: int = 5, warmup: int = 1, matmul_n: int = 2048,
+        log: Callable[[str], None] = print) -> dict:
+    """Every measurement for ``cfg``; returns the figures as a flat dict."""
+    from .video import synthetic_video
+
+    probe = Trainer(cfg, device=device, progress=False)
+    device = probe.device
+    m, t, B = cfg.model, cfg.train, cfg.batch_size
+    images_per_iteration = B * (t.n_critic + 1)
+    r: dict = {"preset_size": f"{B}x{m.channels}x{m.image_size}x{m.image_size}",
+               "frames": m.num_frames, "n_critic": t.n_critic, "device": str(device),
+               "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
+               else platform.processor() or platform.machine(),
+               "threads": torch.get_num_threads(), "torch": torch.__version__}
+
+    log("1. full iteration")
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    r["iteration_s"], r["iteration_runs_s"] = median_time(probe.train_step, device,
+                                                          repeats=repeats, warmup=warmup)
+    log(f"   {r['iteration_s']:.3f} s")
+    r["peak_memory_bytes"] = peak_memory_bytes(device)
+    r["images_per_s"] = images_per_iteration / r["iteration_s"]
+
+    log("2. without the predictor")
+    plain = Trainer(cfg.replace(use_predictor=False), device=device, progress=False)
+    r["plain_iteration_s"], _ = median_time(plain.train_step, device, repeats=repeats, warmup=warmup)
+    r["overhead"] = r["iteration_s"] / r["plain_iteration_s"]
+    log(f"   {r['plain_iteration_s']:.3f} s")
+    del plain
+
+    log("3. straightforward reference")
+    tol = 5e-2 if device.type == "cuda" else 1e-3  # bf16 autocast on CUDA
+    r["losses_fast_vs_reference"] = same_losses(cfg, device, tol=tol)
+    reference = ReferenceTrainer(cfg, device=device, progress=False)
+    r["reference_iteration_s"], _ = median_time(reference.train_step, device,
+                                                repeats=repeats, warmup=warmup)
+    r["speedup"] = r["reference_iteration_s"] / r["iteration_s"]
+    log(f"   {r['reference_iteration_s']:.3f} s")
+    del reference
+
+    log("4. FLOPs and the matrix-product rate")
+    r["iteration_flops"] = iteration_flops(probe)
+    r["achieved_flops_per_s"] = r["iteration_flops"] / r["iteration_s"]
+    r["matmul_flops_per_s"], r["matmul_dtype"] = matmul_flops_per_s(device, n=matmul_n,
+                                                                     repeats=repeats)
+    r["flops_fraction"] = r["achieved_flops_per_s"] / r["matmul_flops_per_s"]
+
+    log("5. synthetic video against a copy")
+    images = torch.rand(B, m.channels, m.image_size, m.image_size, device=device)
+    video_s, _ = median_time(lambda: synthetic_video(images, m.num_frames, cfg.video, seed=0),
+                             device, repeats=max(repeats, 10))
+    nbytes = B * m.num_frames * images[0].numel() * images.element_size()
+    src = torch.rand(nbytes // images.element_size(), device=device)
+    dst = torch.empty_like(src)
+    copy_s, _ = median_time(lambda: dst.copy_(src), device, repeats=max(repeats, 10))
+    r["video_bytes_per_s"], r["copy_bytes_per_s"] = nbytes / video_s, nbytes / copy_s
+    r["video_vs_copy"] = copy_s / video_s
+
+    log("6. data loading")
+    sampler = ResumableBatchSampler(len(probe.dataset), B, seed=cfg.seed)
+    batches = endless_batches(probe.dataset, sampler, num_workers=t.num_workers)
+    n_batches = 50
+    load_s, _ = median_time(lambda: [next(batches) for _ in range(n_batches)], device,
+                            repeats=3, warmup=1)
+    r["loader_images_per_s"] = n_batches * B / load_s
+    r["loader_vs_training"] = r["loader_images_per_s"] / r["images_per_s"]
+    return r
+
+
+def table(r: dict) -> str:
+    """The ratios against their targets, as a Markdown table."""
+    gib = r["peak_memory_bytes"] / 2**30
+    rows = [
+        ("overhead: full / without predictor", r["overhead"], "overhead"),
+        ("speed-up: reference / full", r["speedup"], "speedup"),
+        (f"model FLOP/s / {r['matmul_dtype']} matmul FLOP/s", r["flops_fraction"], "flops_fraction"),
+        ("video bytes/s / copy bytes/s", r["video_vs_copy"], "video_vs_copy"),
+        ("loader images/s / training images/s", r["loader_vs_training"], "loader_vs_training"),
+    ]
+    lines = ["| measure | ratio | target | met |", "| --- | ---: | ---: | :---: |"]
+    for name, value, key in rows:
+        op, goal = TARGETS[key]
+        met = value <= goal if op == "<=" else value >= goal
+        lines.append(f"| {name} | {value:.2f} | {op} {goal:g} | {'yes' if met else 'no'} |")
+    lines += [
+        "",
+        f"iteration {r['iteration_s']:.3f} s ({r['images_per_s']:.0f} images/s), without predictor "
+        f"{r['plain_iteration_s']:.3f} s, reference {r['reference_iteration_s']:.3f} s; "
+        f"{r['iteration_flops'] / 1e9:.1f} GFLOP per iteration at {r['achieved_flops_per_s'] / 1e9:.1f} "
+        f"GFLOP/s, matmul {r['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s; video "
+        f"{r['video_bytes_per_s'] / 1e9:.2f} GB/s, copy {r['copy_bytes_per_s'] / 1e9:.2f} GB/s; "
+        f"loader {r['loader_images_per_s']:.0f} images/s; peak memory {gib:.2f} GiB",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vidgen_nb.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="seed", choices=tuple(PRESETS),
+                        help="configuration to time (default: seed, batch 16, 3x128x128)")
+    parser.add_argument("--batch-size", type=int, help="override the preset's batch size")
+    parser.add_argument("--device", default="auto", help="auto (the best available), cpu, cuda, cuda:N, mps")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median)")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny preset, 3 repeats: a smoke test in well under a minute")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats {args.repeats}: expected a positive integer")
+    preset, repeats, matmul_n = args.preset, args.repeats, 2048
+    if args.quick:
+        preset, repeats, matmul_n = "tiny", 3, 512
+    overrides = {"batch_size": args.batch_size} if args.batch_size else {}
+    try:
+        cfg = Config.preset(preset, **overrides)
+        results = run(cfg, device=args.device, repeats=repeats, matmul_n=matmul_n,
+                      log=lambda s: print(s, file=sys.stderr, flush=True))
+    except ValueError as e:
+        parser.exit(2, f"{parser.prog}: error: {e}\n")
+    results["preset"] = preset
+    print(f"\n{preset} preset ({results['preset_size']}, T={results['frames']}, "
+          f"n_critic={results['n_critic']}) on {results['device']} ({results['device_name']}, "
+          f"{results['threads']} threads), torch {results['torch']}\n")
+    print(table(results))
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
