@@ -155,3 +155,24 @@ def test_wrong_width_names_expected_size_and_its_parts(tiny):
     assert 8 * 3 * 4 * 4 + 3 == 387 == math.prod((8, 3, 4, 4)) + 3
     with pytest.raises(ValueError, match="delta has 3 rows but z has 2"):
         deltas.decode(z, torch.zeros(3, 387))
+
+
+@pytest.mark.parametrize("mode", ["per_sample", "batch_mean"])
+def test_decoding_from_shared_features_is_the_same(tiny, mode):
+    cfg, vae, deltas = tiny
+    assert deltas.output_layer_only
+    z = vae.sample_z(5)
+    delta = torch.randn(5, deltas.WEIGHT_UPDATE_SIZE) * 0.1
+    h = vae.decoder.features(z)
+    from_z = deltas.decode(z, delta, mode=mode)
+    assert torch.allclose(deltas.decode(None, delta, mode=mode, features=h), from_z, atol=1e-6)
+    assert torch.equal(vae.decoder(h, from_features=True), vae.decode(z))
+
+
+def test_shared_features_refused_when_earlier_layers_are_patched(tiny):
+    cfg, vae, _ = tiny
+    deltas = WeightDeltas(vae, ("decoder.up.*", "decoder.out.*"))
+    assert not deltas.output_layer_only
+    z = vae.sample_z(2)
+    with pytest.raises(ValueError, match="reach beyond decoder.out"):
+        deltas.decode(z, torch.zeros(2, deltas.WEIGHT_UPDATE_SIZE), features=vae.decoder.features(z))

@@ -97,7 +97,8 @@ class ReferenceTrainer(Trainer):
     """The trainer with ``generate`` written the straightforward way.
 
     Same networks, losses and data; the synthetic video is built frame by frame and
-    each sample is decoded on its own with ``functional_call(decoder, theta + s*delta_i)``.
+    each sample is decoded on its own with ``functional_call(decoder, theta + s*delta_i)``
+    (delta_i the batch mean in ``batch_mean`` mode).
     Nothing is laid out channels-last.
     """
 
@@ -115,6 +116,8 @@ class ReferenceTrainer(Trainer):
         video = reference_video(base, self.cfg.model.num_frames, self.cfg.video, seed=seed)
         delta = self.predictor(video)
         parts = self.deltas.split(delta)
+        if self.deltas.mode == "batch_mean":
+            parts = {n: d.mean(0, keepdim=True).expand_as(d) for n, d in parts.items()}
         images = [functional_call(self.vae.decoder,
                                   self.deltas.patched({n: d[i] for n, d in parts.items()}, scale),
                                   (z[i:i + 1],))
@@ -247,6 +250,8 @@ def run(cfg: Config, *, device=None, repeats: int = 5, warmup: int = 1, matmul_n
     r["reference_iteration_s"], _ = median_time(reference.train_step, device,
                                                 repeats=repeats, warmup=warmup)
     r["speedup"] = r["reference_iteration_s"] / r["iteration_s"]
+    # What the speed-up would be if predictor, video and patching cost nothing at all.
+    r["speedup_bound"] = r["reference_iteration_s"] / r["plain_iteration_s"]
     log(f"   {r['reference_iteration_s']:.3f} s")
     del reference
 
@@ -267,6 +272,11 @@ def run(cfg: Config, *, device=None, repeats: int = 5, warmup: int = 1, matmul_n
     copy_s, _ = median_time(lambda: dst.copy_(src), device, repeats=max(repeats, 10))
     r["video_bytes_per_s"], r["copy_bytes_per_s"] = nbytes / video_s, nbytes / copy_s
     r["video_vs_copy"] = copy_s / video_s
+    # The bilinear resampling alone (one grid_sample writing the same bytes) bounds it.
+    grid = torch.rand(B, m.num_frames * m.image_size, m.image_size, 2, device=device) * 2 - 1
+    resample_s, _ = median_time(lambda: F.grid_sample(images, grid, align_corners=False), device,
+                                repeats=max(repeats, 10))
+    r["resample_vs_copy"] = copy_s / resample_s
 
     log("6. data loading")
     sampler = ResumableBatchSampler(len(probe.dataset), B, seed=cfg.seed)
@@ -302,6 +312,9 @@ def table(r: dict) -> str:
         f"GFLOP/s, matmul {r['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s; video "
         f"{r['video_bytes_per_s'] / 1e9:.2f} GB/s, copy {r['copy_bytes_per_s'] / 1e9:.2f} GB/s; "
         f"loader {r['loader_images_per_s']:.0f} images/s; peak memory {gib:.2f} GiB",
+        f"bounds: speed-up if the predictor's path were free (reference / without predictor) "
+        f"{r['speedup_bound']:.2f}; video if all but the resampling were free (grid_sample "
+        f"alone / copy) {r['resample_vs_copy']:.2f}",
     ]
     return "\n".join(lines)
 

@@ -210,16 +210,19 @@ def field_names() -> set[str]:
 PRESETS = {
     "tiny": Config(
         model=ModelConfig(image_size=16, widths=(8, 16), critic_widths=(8, 16), latent_dim=8,
-                          num_frames=4, predictor_filters=8, predictor_hidden=16),
+                          num_frames=4, predictor_filters=8, predictor_hidden=16, predictor_stride=1),
         train=TrainConfig(steps=20, n_critic=2, sample_every=10, checkpoint_every=10,
                           swd_images=64),
         batch_size=4,
     ),
     # Tuned to learn visibly within `make train`'s 10 minutes on a 2-core CPU: fewer
     # critic steps, a larger learning rate and a stronger VAE term than the references.
+    # At 32 px the predictor needs every pixel: with stride 2, make train's SWD ratio
+    # was 0.25 instead of 0.19.
     "cpu": Config(
         model=ModelConfig(image_size=32, widths=(32, 64, 128), critic_widths=(32, 64, 128),
-                          latent_dim=64, num_frames=6, predictor_filters=16, predictor_hidden=32),
+                          latent_dim=64, num_frames=6, predictor_filters=16, predictor_hidden=32,
+                          predictor_stride=1),
         train=TrainConfig(steps=2400, n_critic=2, lr=5e-4, betas=(0.5, 0.9), vae_weight=5.0,
                           sample_every=400, checkpoint_every=400),
         batch_size=32,

@@ -73,6 +73,9 @@ class WeightDeltas:
             self.slices[n] = slice(start, start + size)
             start += size
         self.WEIGHT_UPDATE_SIZE = start
+        # Only ``decoder.out`` is patched: every layer before it computes the same
+        # features with or without deltas, so they can be computed once (``features=``).
+        self.output_layer_only = all(n.startswith("decoder.out.") for n in self.names)
 
     def describe(self) -> str:
         """One line per selected parameter: name, shape and size, then the total."""
@@ -97,8 +100,8 @@ class WeightDeltas:
         base = dict(self.vae.decoder.named_parameters())
         return {n[len("decoder."):]: base[n[len("decoder."):]] + scale * d for n, d in delta.items()}
 
-    def decode(self, z: torch.Tensor, delta: torch.Tensor, *, scale: float = 1.0,
-               mode: str | None = None) -> torch.Tensor:
+    def decode(self, z: torch.Tensor | None, delta: torch.Tensor, *, scale: float = 1.0,
+               mode: str | None = None, features: torch.Tensor | None = None) -> torch.Tensor:
         """Decode noise vectors with patched weights.
 
         Args:
@@ -106,6 +109,8 @@ class WeightDeltas:
             delta: flat predictions (B, WEIGHT_UPDATE_SIZE).
             scale: s in theta + s * delta (1 in training; 0 gives the base images).
             mode: overrides the selection's mode for this call.
+            features: ``vae.decoder.features(z)``, already computed, to decode from
+                instead of z; only when ``output_layer_only``.
 
         Returns:
             images (B, C, H, W) in [0, 1].
@@ -113,13 +118,16 @@ class WeightDeltas:
         mode = mode or self.mode
         if mode not in DELTA_MODES:
             raise ValueError(f"delta_mode={mode!r}: expected one of {DELTA_MODES}")
-        if delta.shape[0] != z.shape[0]:
-            raise ValueError(f"delta has {delta.shape[0]} rows but z has {z.shape[0]}: "
+        if features is not None and not self.output_layer_only:
+            raise ValueError(f"features given, but the targets {self.names} reach beyond decoder.out")
+        x, kwargs = (z, {}) if features is None else (features, {"from_features": True})
+        if delta.shape[0] != x.shape[0]:
+            raise ValueError(f"delta has {delta.shape[0]} rows but z has {x.shape[0]}: "
                              "expected one delta per noise vector")
         parts = self.split(delta)
         if mode == "batch_mean":
             mean = {n: d.mean(0) for n, d in parts.items()}
-            return functional_call(self.vae.decoder, self.patched(mean, scale), (z,))
+            return functional_call(self.vae.decoder, self.patched(mean, scale), (x,), kwargs)
         # Per sample. Every target layer is linear in its weights, so
         #   layer(x_i; W + s*dW_i, b + s*db_i) = layer(x_i; W, b) + s*(layer(x_i; dW_i) + db_i):
         # the shared weights run batched as usual, and only the delta term runs per
@@ -132,7 +140,7 @@ class WeightDeltas:
                 if weight is not None or bias is not None:
                     hooks.append(module.register_forward_hook(
                         _add_delta_term(weight, bias, scale)))
-            return self.vae.decoder(z)
+            return self.vae.decoder(x, **kwargs)
         finally:
             for hook in hooks:
                 hook.remove()

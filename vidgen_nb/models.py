@@ -38,9 +38,15 @@ class Decoder(nn.Module):
         self.up = nn.Sequential(*ups)
         self.out = nn.ConvTranspose2d(widths[-1], cfg.channels, 4, stride=2, padding=1)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def features(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, latent_dim) -> the input of ``out`` (B, widths[0], H/2, W/2)."""
         h = torch.relu(self.fc(z)).view(-1, *self.shape)  # (B, latent) -> (B, C', h, w)
-        return torch.sigmoid(self.out(self.up(h)))  # -> (B, C, H, W)
+        return self.up(h)
+
+    def forward(self, z: torch.Tensor, *, from_features: bool = False) -> torch.Tensor:
+        """z -> image (B, C, H, W); with ``from_features``, z is already ``features(z)``."""
+        h = z if from_features else self.features(z)
+        return torch.sigmoid(self.out(h))  # -> (B, C, H, W)
 
 
 class VAE(nn.Module):

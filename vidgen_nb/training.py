@@ -215,11 +215,12 @@ class Trainer:
         if self.predictor is None:
             x = self.vae.decode(z)
             return (x, None) if return_delta else x
-        detach = self.cfg.video.detach
-        with torch.no_grad() if detach else contextlib.nullcontext():
-            base = self.vae.decode(z)  # (B, C, H, W), base weights
+        # With only the output layer patched, both decodes share every layer before it.
+        h = self.vae.decoder.features(z) if self.deltas.output_layer_only else None
+        with torch.no_grad() if self.cfg.video.detach else contextlib.nullcontext():
+            base = self.vae.decode(z) if h is None else self.vae.decoder(h, from_features=True)
         delta = predict_delta(self, base, seed=seed)  # synthetic video -> (B, WEIGHT_UPDATE_SIZE)
-        x = self.deltas.decode(z, delta, scale=scale)
+        x = self.deltas.decode(z, delta, scale=scale, features=h)
         return (x, delta) if return_delta else x
 
     @torch.no_grad()
