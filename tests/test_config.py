@@ -57,3 +57,10 @@ def test_configs_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         ModelConfig().latent_dim = 3
     assert VideoConfig().detach is True
+
+
+def test_older_configs_without_predictor_stride_mean_no_stride():
+    d = Config.preset("seed").to_dict()
+    assert Config.from_dict(d).model.predictor_stride == 2
+    del d["model"]["predictor_stride"]  # as stored by checkpoints made before the option
+    assert Config.from_dict(d).model.predictor_stride == 1

@@ -212,9 +212,13 @@ def same_losses(cfg: Config, device, *, tol: float) -> dict[str, tuple[float, fl
 # ---------------------------------------------------------------------- the run
 
 
-def run(cfg: Config, *, device=None, repeats: int = 5, warmup: int = 1, matmul_n: int = 2048,
+def run(cfg: Config, *, device=None, repeats: int = 5, warmup: int = 1, matmul_n: int | None = None,
         log: Callable[[str], None] = print) -> dict:
-    """Every measurement for ``cfg``; returns the figures as a flat dict."""
+    """Every measurement for ``cfg``; returns the figures as a flat dict.
+
+    ``matmul_n``: size of the reference matrix product (default 8192 on CUDA, where
+    smaller ones do not fill the GPU, else 2048).
+    """
     from .video import synthetic_video
 
     probe = Trainer(cfg, device=device, progress=False)
@@ -258,6 +262,7 @@ def run(cfg: Config, *, device=None, repeats: int = 5, warmup: int = 1, matmul_n
     log("4. FLOPs and the matrix-product rate")
     r["iteration_flops"] = iteration_flops(probe)
     r["achieved_flops_per_s"] = r["iteration_flops"] / r["iteration_s"]
+    matmul_n = matmul_n or (8192 if device.type == "cuda" else 2048)
     r["matmul_flops_per_s"], r["matmul_dtype"] = matmul_flops_per_s(device, n=matmul_n,
                                                                      repeats=repeats)
     r["flops_fraction"] = r["achieved_flops_per_s"] / r["matmul_flops_per_s"]
@@ -331,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats {args.repeats}: expected a positive integer")
-    preset, repeats, matmul_n = args.preset, args.repeats, 2048
+    preset, repeats, matmul_n = args.preset, args.repeats, None
     if args.quick:
         preset, repeats, matmul_n = "tiny", 3, 512
     overrides = {"batch_size": args.batch_size} if args.batch_size else {}

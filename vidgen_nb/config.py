@@ -217,8 +217,8 @@ PRESETS = {
     ),
     # Tuned to learn visibly within `make train`'s 10 minutes on a 2-core CPU: fewer
     # critic steps, a larger learning rate and a stronger VAE term than the references.
-    # At 32 px the predictor needs every pixel: with stride 2, make train's SWD ratio
-    # was 0.25 instead of 0.19.
+    # Unstrided predictor: at 32 px a stride would leave it 16 px frames. (One make
+    # train with stride 2 ended at an SWD ratio of 0.25; unstrided runs end at 0.19-0.24.)
     "cpu": Config(
         model=ModelConfig(image_size=32, widths=(32, 64, 128), critic_widths=(32, 64, 128),
                           latent_dim=64, num_frames=6, predictor_filters=16, predictor_hidden=32,
