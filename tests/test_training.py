@@ -144,3 +144,18 @@ def test_cli_bad_option_in_a_real_process(tmp_path):
     assert res.stderr.strip().splitlines() == [
         "vidgen-train: error: --image-size: image_size=30: the 2 blocks of widths halve it 2 "
         "times, so it must be a multiple of 4 (see --help)"]
+
+
+def test_precision_bf16_on_cpu_trains_in_bfloat16(data):
+    fp32 = Trainer(tiny(), data=data, progress=False)
+    assert fp32.precision == "fp32"  # auto: float32 on a CPU
+    bf16 = Trainer(tiny(), data=data, progress=False, precision="bf16")
+    seen = []
+    hook = bf16.critic.score.register_forward_hook(lambda m, a, out: seen.append(out.dtype))
+    stats = bf16.train_step()
+    hook.remove()
+    assert torch.bfloat16 in seen  # the critic really ran in bf16
+    assert all(torch.isfinite(torch.tensor(v)) for v in stats.values())
+    assert all(p.dtype == torch.float32 for p in bf16.vae.parameters())  # weights stay float32
+    with pytest.raises(ValueError, match=r"precision='fp16': expected one of \('auto', 'fp32', 'bf16'\)"):
+        Trainer(tiny(), data=data, progress=False, precision="fp16")

@@ -40,7 +40,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .config import PRESETS, Config, VideoConfig
 from .data import ResumableBatchSampler, endless_batches
-from .training import Trainer
+from .training import PRECISIONS, Trainer
 
 # Targets for the CPU; on a GPU the table shows the same ratios for comparison.
 TARGETS = {
@@ -149,9 +149,9 @@ def median_time(fn: Callable[[], object], device: torch.device, *, repeats: int,
     return statistics.median(times), times
 
 
-def matmul_flops_per_s(device: torch.device, *, n: int, repeats: int) -> tuple[float, str]:
-    """FLOP/s of an n x n matrix product (bf16 on CUDA, float32 elsewhere)."""
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+def matmul_flops_per_s(device: torch.device, *, n: int, repeats: int,
+                       dtype: torch.dtype = torch.float32) -> tuple[float, str]:
+    """FLOP/s of an n x n matrix product in ``dtype``."""
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     seconds, _ = median_time(lambda: a @ b, device, repeats=repeats)
@@ -184,13 +184,26 @@ def iteration_flops(trainer: Trainer) -> int:
     return counter.get_total_flops()
 
 
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), else the architecture."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def peak_memory_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device)
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
-def same_losses(cfg: Config, device, *, tol: float) -> dict[str, tuple[float, float]]:
+def same_losses(cfg: Config, device, *, tol: float, precision: str = "auto"
+                ) -> dict[str, tuple[float, float]]:
     """One iteration (one critic step, then the generator step) of the fast and the
     reference trainer from the same start. One critic step, not ``n_critic``: rounding
     differences of the two layouts would otherwise grow with every critic update.
@@ -201,7 +214,7 @@ def same_losses(cfg: Config, device, *, tol: float) -> dict[str, tuple[float, fl
     """
     values, cfg = [], cfg.replace(n_critic=1)
     for kind in (Trainer, ReferenceTrainer):
-        trainer = kind(cfg, device=device, progress=False)
+        trainer = kind(cfg, device=device, progress=False, precision=precision)
         torch.manual_seed(1234)
         values.append(trainer.train_step())
     pairs = {k: (values[0][k], values[1][k]) for k in LOSSES}
@@ -214,8 +227,8 @@ def same_losses(cfg: Config, device, *, tol: float) -> dict[str, tuple[float, fl
 # ---------------------------------------------------------------------- the run
 
 
-def run(cfg: Config, *, device=None, repeats: int = 5, warmup: int = 1, matmul_n: int | None = None,
-        log: Callable[[str], None] = print) -> dict:
+def run(cfg: Config, *, device=None, precision: str = "auto", repeats: int = 5, warmup: int = 1,
+        matmul_n: int | None = None, log: Callable[[str], None] = print) -> dict:
     """Every measurement for ``cfg``; returns the figures as a flat dict.
 
     ``matmul_n``: size of the reference matrix product (default 8192 on CUDA, where
@@ -223,15 +236,15 @@ def run(cfg: Config, *, device=None, repeats: int = 5, warmup: int = 1, matmul_n
     """
     from .video import synthetic_video
 
-    probe = Trainer(cfg, device=device, progress=False)
+    probe = Trainer(cfg, device=device, progress=False, precision=precision)
     device = probe.device
     m, t, B = cfg.model, cfg.train, cfg.batch_size
     images_per_iteration = B * (t.n_critic + 1)
     r: dict = {"preset_size": f"{B}x{m.channels}x{m.image_size}x{m.image_size}",
                "frames": m.num_frames, "n_critic": t.n_critic, "device": str(device),
-               "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
-               else platform.processor() or platform.machine(),
-               "threads": torch.get_num_threads(), "torch": torch.__version__}
+               "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+               "threads": torch.get_num_threads(), "torch": torch.__version__,
+               "precision": probe.precision}
 
     log("1. full iteration")
     if device.type == "cuda":
@@ -243,16 +256,17 @@ def run(cfg: Config, *, device=None, repeats: int = 5, warmup: int = 1, matmul_n
     r["images_per_s"] = images_per_iteration / r["iteration_s"]
 
     log("2. without the predictor")
-    plain = Trainer(cfg.replace(use_predictor=False), device=device, progress=False)
+    plain = Trainer(cfg.replace(use_predictor=False), device=device, progress=False,
+                    precision=precision)
     r["plain_iteration_s"], _ = median_time(plain.train_step, device, repeats=repeats, warmup=warmup)
     r["overhead"] = r["iteration_s"] / r["plain_iteration_s"]
     log(f"   {r['plain_iteration_s']:.3f} s")
     del plain
 
     log("3. straightforward reference")
-    tol = 5e-2 if device.type == "cuda" else 1e-3  # bf16 autocast on CUDA
-    r["losses_fast_vs_reference"] = same_losses(cfg, device, tol=tol)
-    reference = ReferenceTrainer(cfg, device=device, progress=False)
+    tol = 5e-2 if probe.precision == "bf16" else 1e-3
+    r["losses_fast_vs_reference"] = same_losses(cfg, device, tol=tol, precision=precision)
+    reference = ReferenceTrainer(cfg, device=device, progress=False, precision=precision)
     r["reference_iteration_s"], _ = median_time(reference.train_step, device,
                                                 repeats=repeats, warmup=warmup)
     r["speedup"] = r["reference_iteration_s"] / r["iteration_s"]
@@ -265,8 +279,13 @@ def run(cfg: Config, *, device=None, repeats: int = 5, warmup: int = 1, matmul_n
     r["iteration_flops"] = iteration_flops(probe)
     r["achieved_flops_per_s"] = r["iteration_flops"] / r["iteration_s"]
     matmul_n = matmul_n or (8192 if device.type == "cuda" else 2048)
-    r["matmul_flops_per_s"], r["matmul_dtype"] = matmul_flops_per_s(device, n=matmul_n,
-                                                                     repeats=repeats)
+    # The limit in the precision the iteration runs in; the other one for comparison.
+    dtypes = {"bf16": torch.bfloat16, "fp32": torch.float32}
+    other = "fp32" if probe.precision == "bf16" else "bf16"
+    r["matmul_flops_per_s"], r["matmul_dtype"] = matmul_flops_per_s(
+        device, n=matmul_n, repeats=repeats, dtype=dtypes[probe.precision])
+    r[f"matmul_{other}_flops_per_s"], _ = matmul_flops_per_s(
+        device, n=matmul_n, repeats=repeats, dtype=dtypes[other])
     r["flops_fraction"] = r["achieved_flops_per_s"] / r["matmul_flops_per_s"]
 
     log("5. synthetic video against a copy")
@@ -296,6 +315,10 @@ def run(cfg: Config, *, device=None, repeats: int = 5, warmup: int = 1, matmul_n
     return r
 
 
+def other_dtype(r: dict) -> str:
+    return "fp32" if r["matmul_dtype"] == "bfloat16" else "bf16"
+
+
 def table(r: dict) -> str:
     """The ratios against their targets, as a Markdown table."""
     gib = r["peak_memory_bytes"] / 2**30
@@ -316,7 +339,8 @@ def table(r: dict) -> str:
         f"iteration {r['iteration_s']:.3f} s ({r['images_per_s']:.0f} images/s), without predictor "
         f"{r['plain_iteration_s']:.3f} s, reference {r['reference_iteration_s']:.3f} s; "
         f"{r['iteration_flops'] / 1e9:.1f} GFLOP per iteration at {r['achieved_flops_per_s'] / 1e9:.1f} "
-        f"GFLOP/s, matmul {r['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s; video "
+        f"GFLOP/s, {r['matmul_dtype']} matmul {r['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s ("
+        f"{other_dtype(r)} {r[f'matmul_{other_dtype(r)}_flops_per_s'] / 1e9:.1f}); video "
         f"{r['video_bytes_per_s'] / 1e9:.2f} GB/s, copy {r['copy_bytes_per_s'] / 1e9:.2f} GB/s; "
         f"loader {r['loader_images_per_s']:.0f} images/s; peak memory {gib:.2f} GiB",
         f"bounds: speed-up if the predictor's path were free (reference / without predictor) "
@@ -332,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="configuration to time (default: seed, batch 16, 3x128x128)")
     parser.add_argument("--batch-size", type=int, help="override the preset's batch size")
     parser.add_argument("--device", default="auto", help="auto (the best available), cpu, cuda, cuda:N, mps")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="as vidgen-train: auto (bf16 on CUDA, fp32 elsewhere), fp32, bf16")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median)")
     parser.add_argument("--quick", action="store_true",
                         help="tiny preset, 3 repeats: a smoke test in well under a minute")
@@ -344,13 +370,15 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {"batch_size": args.batch_size} if args.batch_size else {}
     try:
         cfg = Config.preset(preset, **overrides)
-        results = run(cfg, device=args.device, repeats=repeats, matmul_n=matmul_n,
+        results = run(cfg, device=args.device, precision=args.precision, repeats=repeats,
+                      matmul_n=matmul_n,
                       log=lambda s: print(s, file=sys.stderr, flush=True))
     except ValueError as e:
         parser.exit(2, f"{parser.prog}: error: {e}\n")
     results["preset"] = preset
     print(f"\n{preset} preset ({results['preset_size']}, T={results['frames']}, "
-          f"n_critic={results['n_critic']}) on {results['device']} ({results['device_name']}, "
+          f"n_critic={results['n_critic']}, {results['precision']}) on {results['device']} "
+          f"({results['device_name']}, "
           f"{results['threads']} threads), torch {results['torch']}\n")
     print(table(results))
     print(json.dumps(results))

@@ -41,6 +41,7 @@ from .models import VAE, Discriminator, WeightPredictor3DCNN
 from .video import predict_delta
 
 CHECKPOINT = "checkpoint.pt"
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -141,13 +142,22 @@ class Trainer:
         device: 'cpu', 'cuda', 'mps' or None for the best available.
         skip_bad: leave out unusable image files instead of failing.
         progress: show a tqdm progress bar.
+        precision: ``fp32``, ``bf16`` (autocast: matrix products and convolutions in
+            bfloat16, on CUDA or on a CPU with bf16 instructions), or ``auto`` (bf16 on
+            CUDA, fp32 elsewhere). Not stored in checkpoints: it belongs to the machine.
         callback: called as ``callback(trainer, metrics)`` every ``log_every`` steps.
     """
 
     def __init__(self, cfg: Config, *, data=None, out=None, device=None, skip_bad=False,
-                 progress: bool = True, callback: Callable | None = None, verbose: bool = False):
+                 progress: bool = True, callback: Callable | None = None, verbose: bool = False,
+                 precision: str = "auto"):
         self.cfg, m, t = cfg, cfg.model, cfg.train
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision={precision!r}: expected one of {PRECISIONS}")
         self.rank, self.world_size, self.device = init_distributed(device)
+        # auto: bf16 on CUDA; float32 elsewhere, where bf16's speed depends on the CPU.
+        self.precision = ("bf16" if precision == "bf16" or (precision == "auto" and self.device.type == "cuda")
+                          else "fp32")
         self.is_main = self.rank == 0  # only rank 0 writes files and shows progress
         self.out = Path(out) if out is not None and self.is_main else None
         self.progress, self.callback = progress and self.is_main, callback
@@ -200,9 +210,9 @@ class Trainer:
     # ------------------------------------------------------------------ generation
 
     def autocast(self):
-        """bf16 autocast on CUDA; nothing elsewhere."""
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        """bf16 autocast when ``precision`` is bf16; nothing for fp32."""
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def generate(self, z: torch.Tensor, *, scale: float = 1.0, seed: int | None = None,
