@@ -156,8 +156,9 @@ class Trainer:
             raise ValueError(f"precision={precision!r}: expected one of {PRECISIONS}")
         self.rank, self.world_size, self.device = init_distributed(device)
         # auto: bf16 on CUDA; float32 elsewhere, where bf16's speed depends on the CPU.
-        self.precision = ("bf16" if precision == "bf16" or (precision == "auto" and self.device.type == "cuda")
-                          else "fp32")
+        if precision == "auto":
+            precision = "bf16" if self.device.type == "cuda" else "fp32"
+        self.precision = precision
         self.is_main = self.rank == 0  # only rank 0 writes files and shows progress
         self.out = Path(out) if out is not None and self.is_main else None
         self.progress, self.callback = progress and self.is_main, callback
