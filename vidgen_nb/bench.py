@@ -41,6 +41,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .config import PRESETS, Config, VideoConfig
 from .data import ResumableBatchSampler, endless_batches
 from .training import PRECISIONS, Trainer
+from .video import synthetic_video
 
 # Targets for the CPU; on a GPU the table shows the same ratios for comparison.
 TARGETS = {
@@ -50,6 +51,8 @@ TARGETS = {
     "video_vs_copy": (">=", 0.5),
     "loader_vs_training": (">=", 5.0),
 }
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+OTHER_PRECISION = {"fp32": "bf16", "bf16": "fp32"}
 # Loss fields two implementations of the same math must agree on.
 LOSSES = ("critic", "wasserstein", "gp", "generator", "adversarial", "recon", "kl")
 
@@ -234,8 +237,6 @@ def run(cfg: Config, *, device=None, precision: str = "auto", repeats: int = 5, 
     ``matmul_n``: size of the reference matrix product (default 8192 on CUDA, where
     smaller ones do not fill the GPU, else 2048).
     """
-    from .video import synthetic_video
-
     probe = Trainer(cfg, device=device, progress=False, precision=precision)
     device = probe.device
     m, t, B = cfg.model, cfg.train, cfg.batch_size
@@ -280,12 +281,11 @@ def run(cfg: Config, *, device=None, precision: str = "auto", repeats: int = 5, 
     r["achieved_flops_per_s"] = r["iteration_flops"] / r["iteration_s"]
     matmul_n = matmul_n or (8192 if device.type == "cuda" else 2048)
     # The limit in the precision the iteration runs in; the other one for comparison.
-    dtypes = {"bf16": torch.bfloat16, "fp32": torch.float32}
-    other = "fp32" if probe.precision == "bf16" else "bf16"
     r["matmul_flops_per_s"], r["matmul_dtype"] = matmul_flops_per_s(
-        device, n=matmul_n, repeats=repeats, dtype=dtypes[probe.precision])
+        device, n=matmul_n, repeats=repeats, dtype=DTYPES[probe.precision])
+    other = OTHER_PRECISION[probe.precision]
     r[f"matmul_{other}_flops_per_s"], _ = matmul_flops_per_s(
-        device, n=matmul_n, repeats=repeats, dtype=dtypes[other])
+        device, n=matmul_n, repeats=repeats, dtype=DTYPES[other])
     r["flops_fraction"] = r["achieved_flops_per_s"] / r["matmul_flops_per_s"]
 
     log("5. synthetic video against a copy")
@@ -315,13 +315,10 @@ def run(cfg: Config, *, device=None, precision: str = "auto", repeats: int = 5, 
     return r
 
 
-def other_dtype(r: dict) -> str:
-    return "fp32" if r["matmul_dtype"] == "bfloat16" else "bf16"
-
-
 def table(r: dict) -> str:
     """The ratios against their targets, as a Markdown table."""
     gib = r["peak_memory_bytes"] / 2**30
+    other = OTHER_PRECISION[r["precision"]]
     rows = [
         ("overhead: full / without predictor", r["overhead"], "overhead"),
         ("speed-up: reference / full", r["speedup"], "speedup"),
@@ -340,7 +337,7 @@ def table(r: dict) -> str:
         f"{r['plain_iteration_s']:.3f} s, reference {r['reference_iteration_s']:.3f} s; "
         f"{r['iteration_flops'] / 1e9:.1f} GFLOP per iteration at {r['achieved_flops_per_s'] / 1e9:.1f} "
         f"GFLOP/s, {r['matmul_dtype']} matmul {r['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s ("
-        f"{other_dtype(r)} {r[f'matmul_{other_dtype(r)}_flops_per_s'] / 1e9:.1f}); video "
+        f"{other} {r[f'matmul_{other}_flops_per_s'] / 1e9:.1f}); video "
         f"{r['video_bytes_per_s'] / 1e9:.2f} GB/s, copy {r['copy_bytes_per_s'] / 1e9:.2f} GB/s; "
         f"loader {r['loader_images_per_s']:.0f} images/s; peak memory {gib:.2f} GiB",
         f"bounds: speed-up if the predictor's path were free (reference / without predictor) "

@@ -74,10 +74,13 @@ def synthetic_video(
 
     # One affine map per (video, frame) in grid_sample's [-1, 1] coordinates: the
     # sampling position of output pixel (x, y) is  s*R(a) @ (x, y) - (dx, dy).
-    a = turn[:, None, None, None] * t[:, None, None]  # (B, T, 1, 1)
-    s = 1 / (1 + zoom[:, None, None, None] * t[:, None, None])  # sampling scale < 1 zooms in
-    dx = (cfg.shift * 2 / W) * torch.cos(angle)[:, None, None, None] * t[:, None, None]
-    dy = (cfg.shift * 2 / H) * torch.sin(angle)[:, None, None, None] * t[:, None, None]
+    def per_frame(v):  # (B,) amounts -> (B, T, 1, 1), growing linearly over the frames
+        return v.view(B, 1, 1, 1) * t.view(num_frames, 1, 1)
+
+    a = per_frame(turn)
+    s = 1 / (1 + per_frame(zoom))  # sampling scale < 1 zooms in
+    dx = (cfg.shift * 2 / W) * per_frame(torch.cos(angle))
+    dy = (cfg.shift * 2 / H) * per_frame(torch.sin(angle))
     cos, sin = s * torch.cos(a), s * torch.sin(a)
     x = torch.arange(W, device=device, dtype=dtype) * (2 / W) + (1 / W - 1)  # pixel centres
     y = (torch.arange(H, device=device, dtype=dtype) * (2 / H) + (1 / H - 1))[:, None]
@@ -88,8 +91,8 @@ def synthetic_video(
                           padding_mode="border", align_corners=False)  # (B, C, T*H, W)
     video = video.view(B, C, num_frames, H, W)
     # In place, one pass each: brightness, noise, clamp.
-    video.mul_(1 + bright[:, None, None, None, None] * t[:, None, None])
-    video.addcmul_(field.view(B, C, 1, H, W), t[:, None, None])
+    video.mul_(1 + per_frame(bright).view(B, 1, num_frames, 1, 1))
+    video.addcmul_(field.view(B, C, 1, H, W), t.view(num_frames, 1, 1))
     return video.clamp_(0, 1).transpose(1, 2)  # (B, T, C, H, W), a view
 
 
