@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from vidgen_nb import Config
-from vidgen_nb.bench import LOSSES, TARGETS, ReferenceTrainer, same_losses
+from vidgen_nb.bench import LOSSES, TARGETS, same_losses
+from vidgen_nb.reference import ReferenceGenerator, ReferenceTrainer
 from vidgen_nb.training import Trainer
 
 
@@ -48,8 +49,8 @@ def test_reference_generates_the_same_images(delta_mode):
             a.normal_(0, 0.1)
             b.copy_(a)
     z = fast.vae.sample_z(5)
-    x_fast, d_fast = fast.generate(z, seed=3, return_delta=True)
-    x_ref, d_ref = reference.generate(z, seed=3, return_delta=True)
+    x_fast, d_fast = fast.generator.generate(z, seed=3, return_delta=True)
+    x_ref, d_ref = reference.generator.generate(z, seed=3, return_delta=True)
     assert torch.allclose(d_fast, d_ref, atol=1e-5)
     assert torch.allclose(x_fast, x_ref, atol=1e-5)
     assert (x_fast - fast.vae.decode(z)).abs().max() > 1e-3  # the deltas did change the images
@@ -59,12 +60,12 @@ def test_same_losses_catches_a_difference(monkeypatch):
     cfg = Config.preset("tiny")
     pairs = same_losses(cfg, "cpu", tol=1e-3)
     assert all(math.isclose(a, b, rel_tol=1e-3, abs_tol=1e-3) for a, b in pairs.values())
-    original = ReferenceTrainer.generate
+    original = ReferenceGenerator.generate
 
     def darker(self, z, **kw):  # a reference that gets the images wrong
         x, delta = original(self, z, **{**kw, "return_delta": True})
         return (x * 0.5, delta) if kw.get("return_delta") else x * 0.5
 
-    monkeypatch.setattr(ReferenceTrainer, "generate", darker)
+    monkeypatch.setattr(ReferenceGenerator, "generate", darker)
     with pytest.raises(AssertionError, match="disagree"):
         same_losses(cfg, "cpu", tol=1e-3)

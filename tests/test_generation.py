@@ -8,10 +8,12 @@ import torch
 from PIL import Image
 
 from vidgen_nb import Config, builtin_dataset
+from vidgen_nb.checkpoint import load_checkpoint, save_atomic
+from vidgen_nb.generated_video import delta_sweep, feedback_video, latent_walk, slerp
+from vidgen_nb.generator import Generator
+from vidgen_nb.media import save_gif
 from vidgen_nb.render import main
-from vidgen_nb.training import Trainer, load_checkpoint, save_atomic
-from vidgen_nb.video import (GenerationModel, delta_sweep, feedback_video, latent_walk, save_gif,
-                             slerp)
+from vidgen_nb.training import Trainer
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +27,7 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(checkpoint):
-    return GenerationModel.from_checkpoint(checkpoint)
+    return Generator.from_checkpoint(checkpoint)
 
 
 @pytest.mark.parametrize("make", [
@@ -72,7 +74,7 @@ def test_delta_sweep_at_scale_zero_is_the_base_decode(model):
 def test_feedback_with_a_zero_predictor_is_constant():
     cfg = Config.preset("tiny")
     trainer = Trainer(cfg, data=None, progress=False)  # untrained: the head is zero
-    video, stats = feedback_video(trainer, 2, 7, seed=0)
+    video, stats = feedback_video(trainer.generator, 2, 7, seed=0)
     assert torch.equal(video, video[:, :1].expand_as(video))
     assert stats["delta_ratio"].abs().max() == 0 and stats["change"].abs().max() == 0
 

@@ -9,7 +9,9 @@ import torch
 
 from vidgen_nb import Config, builtin_dataset
 from vidgen_nb.train import main
-from vidgen_nb.training import NonFiniteLossError, Trainer, load_checkpoint, pick_device
+from vidgen_nb.checkpoint import load_checkpoint
+from vidgen_nb.device import pick_device
+from vidgen_nb.training import NonFiniteLossError, Trainer
 
 
 @pytest.fixture(scope="module")

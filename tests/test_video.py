@@ -5,9 +5,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from vidgen_nb.bench import reference_video
 from vidgen_nb.config import VideoConfig
-from vidgen_nb.video import plot_filmstrip, save_gif, synthetic_video
+from vidgen_nb.media import save_gif
+from vidgen_nb.plots import plot_filmstrip
+from vidgen_nb.reference import reference_video
+from vidgen_nb.video import synthetic_video
 
 
 @pytest.fixture

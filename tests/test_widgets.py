@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from vidgen_nb.training import load_or_train
+from vidgen_nb.notebook import load_or_train
 from vidgen_nb.widgets import DeltaExplorer, LatentExplorer, TrainingDashboard, VideoExplorer
 
 
@@ -32,7 +32,7 @@ def test_video_explorer_sliders_remake_the_video(trainer):
 
 
 def test_delta_explorer_scale_zero_is_exactly_the_base(trainer):
-    explorer = DeltaExplorer(trainer)
+    explorer = DeltaExplorer(trainer.generator, trainer.fixed_z[:1])
     explorer.scale.value = 0.0
     assert torch.equal(explorer.patched, explorer.base)
     explorer.scale.value = 1.5

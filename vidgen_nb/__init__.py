@@ -6,19 +6,25 @@ The main names, importable from the package:
 * ``VAE``, ``Discriminator``, ``WeightPredictor3DCNN`` are the three networks;
 * ``WeightDeltas`` selects the VAE weights to adjust and decodes with them patched;
 * ``synthetic_video`` makes the video the predictor watches;
+* ``Generator`` puts them together: ``generate(z)`` is what the kit calls a generated image;
 * ``make_loader`` and ``builtin_dataset`` bring images in.
+
+``vidgen_nb.training.Trainer`` trains; the README's "How the code is laid out" maps the rest.
 """
 
-from .config import Config, ModelConfig, VideoConfig
-from .data import builtin_dataset, make_loader
-from .deltas import WeightDeltas
-from .models import VAE, Discriminator, WeightPredictor3DCNN, count_parameters
-from .video import plot_filmstrip, save_gif, synthetic_video
+__version__ = "0.1.0"  # defined before the imports, so that any module may import it
 
-__version__ = "0.1.0"
+from .config import Config, ModelConfig, VideoConfig  # noqa: E402
+from .data import builtin_dataset, make_loader  # noqa: E402
+from .deltas import WeightDeltas  # noqa: E402
+from .generator import Generator  # noqa: E402
+from .media import save_gif  # noqa: E402
+from .models import VAE, Discriminator, WeightPredictor3DCNN, count_parameters  # noqa: E402
+from .plots import plot_filmstrip  # noqa: E402
+from .video import synthetic_video  # noqa: E402
 
 __all__ = [
     "Config", "ModelConfig", "VideoConfig", "builtin_dataset", "make_loader", "WeightDeltas",
-    "VAE", "Discriminator", "WeightPredictor3DCNN", "count_parameters", "plot_filmstrip",
-    "save_gif", "synthetic_video",
+    "Generator", "VAE", "Discriminator", "WeightPredictor3DCNN", "count_parameters",
+    "plot_filmstrip", "save_gif", "synthetic_video",
 ]

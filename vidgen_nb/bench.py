@@ -6,9 +6,10 @@ and reported as ratios, which stay meaningful on a noisy machine:
 1. the full training iteration (``n_critic`` critic steps with gradient penalty, then
    one generator step with synthetic video, predictor and per-sample patched decode);
 2. the same iteration without the predictor (plain VAE-WGAN-GP): overhead = 1 / 2;
-3. a straightforward version of the same math (``ReferenceTrainer``: frames built in a
-   Python loop, per-sample deltas applied by looping over the batch, default memory
-   layout): speed-up = 3 / 1, after checking both give the same losses;
+3. a straightforward version of the same math (``reference.ReferenceTrainer``: frames
+   built in a Python loop, per-sample deltas applied by looping over the batch, default
+   memory layout for the VAE and critic): speed-up = 3 / 1, after checking both give
+   the same losses;
 4. model FLOPs of one iteration (``torch.utils.flop_counter``, the gradient penalty's
    double backward included) per second, over the FLOP/s of a large matrix product;
 5. synthetic-video bytes written per second, over a plain copy of the same bytes;
@@ -22,10 +23,8 @@ It prints a table of ratios and targets, then one JSON line with every figure.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
-import os
 import platform
 import resource
 import statistics
@@ -35,12 +34,13 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call
 from torch.utils.flop_counter import FlopCounterMode
 
-from .config import PRESETS, Config, VideoConfig
+from .config import PRESETS, Config
 from .data import ResumableBatchSampler, endless_batches
-from .training import PRECISIONS, Trainer
+from .device import PRECISIONS
+from .reference import ReferenceTrainer
+from .training import Trainer
 from .video import synthetic_video
 
 # Targets for the CPU; on a GPU the table shows the same ratios for comparison.
@@ -55,78 +55,6 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 OTHER_PRECISION = {"fp32": "bf16", "bf16": "fp32"}
 # Loss fields two implementations of the same math must agree on.
 LOSSES = ("critic", "wasserstein", "gp", "generator", "adversarial", "recon", "kl")
-
-
-# ---------------------------------------------------------------------- the reference
-
-
-def reference_video(images: torch.Tensor, num_frames: int, cfg: VideoConfig | None = None, *,
-                    seed: int | None = None) -> torch.Tensor:
-    """``video.synthetic_video`` written plainly: one frame at a time in a Python loop.
-
-    Draws the same random numbers in the same order, so for the same seed (or global
-    RNG state) it returns the same video.
-    """
-    cfg = cfg or VideoConfig()
-    images = images.detach() if cfg.detach else images
-    B, C, H, W = images.shape
-    device, dtype = images.device, images.dtype
-    generator = torch.Generator(device).manual_seed(seed) if seed is not None else None
-
-    def rand(*shape):
-        return torch.rand(*shape, device=device, generator=generator).to(dtype) * 2 - 1
-
-    angle, turn = rand(B) * math.pi, rand(B) * math.radians(cfg.rotation)
-    zoom, bright = rand(B) * cfg.zoom, rand(B) * cfg.brightness
-    field = torch.randn(B, 1, C, H, W, device=device, generator=generator).to(dtype) * cfg.noise
-    times = torch.linspace(0, 1, num_frames, device=device, dtype=dtype)
-    frames = []
-    for k in range(num_frames):
-        t = times[k]
-        a, s = turn * t, 1 / (1 + zoom * t)
-        dx = (cfg.shift * 2 / W) * torch.cos(angle) * t
-        dy = (cfg.shift * 2 / H) * torch.sin(angle) * t
-        theta = torch.stack([torch.stack([s * torch.cos(a), -s * torch.sin(a), -dx], -1),
-                             torch.stack([s * torch.sin(a), s * torch.cos(a), -dy], -1)], -2)
-        grid = F.affine_grid(theta, [B, C, H, W], align_corners=False)
-        frame = F.grid_sample(images, grid, mode="bilinear", padding_mode="border",
-                              align_corners=False)
-        frame = frame * (1 + bright[:, None, None, None] * t) + field[:, 0] * t
-        frames.append(frame.clamp(0, 1))
-    return torch.stack(frames, 1)
-
-
-class ReferenceTrainer(Trainer):
-    """The trainer with ``generate`` written the straightforward way.
-
-    Same networks, losses and data; the synthetic video is built frame by frame and
-    each sample is decoded on its own with ``functional_call(decoder, theta + s*delta_i)``
-    (delta_i the batch mean in ``batch_mean`` mode).
-    Nothing is laid out channels-last.
-    """
-
-    def __init__(self, cfg: Config, **kwargs):
-        super().__init__(cfg, **kwargs)
-        for net in (self.vae, self.critic):
-            net.to(memory_format=torch.contiguous_format)
-
-    def _real(self) -> torch.Tensor:
-        return super()._real().contiguous()
-
-    def generate(self, z, *, scale=1.0, seed=None, return_delta=False):
-        with torch.no_grad() if self.cfg.video.detach else contextlib.nullcontext():
-            base = self.vae.decode(z)
-        video = reference_video(base, self.cfg.model.num_frames, self.cfg.video, seed=seed)
-        delta = self.predictor(video)
-        parts = self.deltas.split(delta)
-        if self.deltas.mode == "batch_mean":
-            parts = {n: d.mean(0, keepdim=True).expand_as(d) for n, d in parts.items()}
-        images = [functional_call(self.vae.decoder,
-                                  self.deltas.patched({n: d[i] for n, d in parts.items()}, scale),
-                                  (z[i:i + 1],))
-                  for i in range(len(z))]
-        x = torch.cat(images)
-        return (x, delta) if return_delta else x
 
 
 # ---------------------------------------------------------------------- timing

@@ -23,16 +23,23 @@ def fast_mode() -> bool:
     return os.environ.get(FAST_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
-def _positive(name: str, value) -> None:
+def check_positive(name: str, value) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer >= 1 (not a bool)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name}={value!r}: expected a positive integer")
+
+
+def check_delta_mode(mode) -> None:
+    """Raise ``ValueError`` unless ``mode`` is one of ``DELTA_MODES``."""
+    if mode not in DELTA_MODES:
+        raise ValueError(f"delta_mode={mode!r}: expected one of {DELTA_MODES}")
 
 
 def _widths(name: str, value) -> None:
     if not isinstance(value, tuple) or not value:
         raise ValueError(f"{name}={value!r}: expected a non-empty tuple of positive integers")
     for i, w in enumerate(value):
-        _positive(f"{name}[{i}]", w)
+        check_positive(f"{name}[{i}]", w)
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,7 @@ class ModelConfig:
     def __post_init__(self):
         for name in ("image_size", "channels", "latent_dim", "num_frames", "predictor_filters",
                      "predictor_blocks", "predictor_hidden", "predictor_stride"):
-            _positive(name, getattr(self, name))
+            check_positive(name, getattr(self, name))
         _widths("widths", self.widths)
         _widths("critic_widths", self.critic_widths)
         for name in ("widths", "critic_widths"):
@@ -70,8 +77,7 @@ class ModelConfig:
                 isinstance(t, str) and t for t in self.delta_targets):
             raise ValueError(f"delta_targets={self.delta_targets!r}: expected a non-empty tuple of "
                              "parameter names or glob patterns, e.g. ('decoder.out.*',)")
-        if self.delta_mode not in DELTA_MODES:
-            raise ValueError(f"delta_mode={self.delta_mode!r}: expected one of {DELTA_MODES}")
+        check_delta_mode(self.delta_mode)
 
     @property
     def bottom_size(self) -> int:
@@ -128,7 +134,7 @@ class TrainConfig:
 
     def __post_init__(self):
         for name in ("steps", "n_critic", "log_every", "sample_every", "checkpoint_every", "swd_images"):
-            _positive(name, getattr(self, name))
+            check_positive(name, getattr(self, name))
         if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) \
                 or self.num_workers < 0:
             raise ValueError(f"num_workers={self.num_workers!r}: expected an integer >= 0")
@@ -152,7 +158,7 @@ class Config:
     seed: int = 0  # seeds weights, noise vectors and data order
 
     def __post_init__(self):
-        _positive("batch_size", self.batch_size)
+        check_positive("batch_size", self.batch_size)
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "Config":

@@ -1,10 +1,15 @@
-"""Weight deltas: which VAE weights the predictor adjusts, and running the VAE with them.
+"""Weight deltas: which VAE weights the predictor adjusts, and decoding with them.
 
-The predictor outputs one flat vector per image, of width ``WEIGHT_UPDATE_SIZE``.
-``WeightDeltas`` cuts it into one tensor per selected parameter and runs the decoder
-with patched parameters ``theta + s * delta`` through ``torch.func.functional_call``:
-the module's own parameters are never written, and gradients reach both the predictor
-(through delta) and the base weights theta.
+The predictor outputs one flat vector per image, of width ``WEIGHT_UPDATE_SIZE`` (the
+seed's name; ``weight_update_size`` here). ``WeightDeltas`` cuts it into one tensor per
+selected parameter and decodes with the patched parameters ``theta + s * delta``
+without ever writing the module's own parameters, so gradients reach both the
+predictor (through delta) and the base weights theta:
+
+* one delta for the batch (``batch_mean``): ``torch.func.functional_call`` with the
+  patched parameters;
+* a delta per image (``per_sample``): forward hooks add each image's delta term to the
+  target layers' outputs (exact, since those layers are linear in their weights).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
-from .config import DEFAULT_DELTA_TARGETS, DELTA_MODES
+from .config import DEFAULT_DELTA_TARGETS, check_delta_mode
 
 # Layers whose output is linear in their weights and add their bias: the per-sample
 # path below relies on that.
@@ -38,14 +43,14 @@ class WeightDeltas:
     Attributes:
         names: the selected parameter names, in the model's order.
         slices: name -> slice of the flat prediction that belongs to it.
-        WEIGHT_UPDATE_SIZE: total number of selected weights = the predictor's width.
+        weight_update_size: total number of selected weights = the predictor's width
+            (also as ``WEIGHT_UPDATE_SIZE``, the seed's name).
     """
 
     def __init__(self, vae: nn.Module, targets=DEFAULT_DELTA_TARGETS, mode: str = "per_sample"):
         if isinstance(targets, str):
             targets = (targets,)
-        if mode not in DELTA_MODES:
-            raise ValueError(f"delta_mode={mode!r}: expected one of {DELTA_MODES}")
+        check_delta_mode(mode)
         params = dict(vae.named_parameters())
         unmatched = [t for t in targets if not fnmatch.filter(params, t)]
         if unmatched or not targets:
@@ -72,23 +77,28 @@ class WeightDeltas:
             size = math.prod(self.shapes[n])
             self.slices[n] = slice(start, start + size)
             start += size
-        self.WEIGHT_UPDATE_SIZE = start
+        self.weight_update_size = start
         # Only ``decoder.out`` is patched: every layer before it computes the same
         # features with or without deltas, so they can be computed once (``features=``).
         self.output_layer_only = all(n.startswith("decoder.out.") for n in self.names)
+
+    @property
+    def WEIGHT_UPDATE_SIZE(self) -> int:  # noqa: N802 -- the seed's name, kept as an alias
+        """``weight_update_size``, by the name the seed's README gives it."""
+        return self.weight_update_size
 
     def describe(self) -> str:
         """One line per selected parameter: name, shape and size, then the total."""
         lines = [f"{n:<24} {'x'.join(map(str, self.shapes[n])):>12} = {self.slices[n].stop - self.slices[n].start}"
                  for n in self.names]
-        return "\n".join(lines + [f"WEIGHT_UPDATE_SIZE = {self.WEIGHT_UPDATE_SIZE}"])
+        return "\n".join(lines + [f"WEIGHT_UPDATE_SIZE = {self.weight_update_size}"])
 
     def split(self, delta: torch.Tensor) -> dict[str, torch.Tensor]:
         """Flat prediction (B, WEIGHT_UPDATE_SIZE) -> {name: (B, *param.shape)}."""
-        if delta.dim() != 2 or delta.shape[1] != self.WEIGHT_UPDATE_SIZE:
+        if delta.dim() != 2 or delta.shape[1] != self.weight_update_size:
             parts = " + ".join(f"{n} {'x'.join(map(str, self.shapes[n]))}" for n in self.names)
             raise ValueError(
-                f"delta of shape {tuple(delta.shape)}: expected (B, {self.WEIGHT_UPDATE_SIZE}), "
+                f"delta of shape {tuple(delta.shape)}: expected (B, {self.weight_update_size}), "
                 f"WEIGHT_UPDATE_SIZE = {parts}")
         return {n: delta[:, s].view(-1, *self.shapes[n]) for n, s in self.slices.items()}
 
@@ -116,8 +126,7 @@ class WeightDeltas:
             images (B, C, H, W) in [0, 1].
         """
         mode = mode or self.mode
-        if mode not in DELTA_MODES:
-            raise ValueError(f"delta_mode={mode!r}: expected one of {DELTA_MODES}")
+        check_delta_mode(mode)
         if features is not None and not self.output_layer_only:
             raise ValueError(f"features given, but the targets {self.names} reach beyond decoder.out")
         x, kwargs = (z, {}) if features is None else (features, {"from_features": True})

@@ -28,15 +28,15 @@ class Decoder(nn.Module):
     The last transposed convolution is ``out``, the default target of the weight deltas.
     """
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, model_cfg: ModelConfig):
         super().__init__()
-        self.shape = (cfg.widths[-1], cfg.bottom_size, cfg.bottom_size)
-        self.fc = nn.Linear(cfg.latent_dim, cfg.flat_size)
-        ups, widths = [], cfg.widths[::-1]  # e.g. 256 -> 128 -> 64 -> 32
+        self.shape = (model_cfg.widths[-1], model_cfg.bottom_size, model_cfg.bottom_size)
+        self.fc = nn.Linear(model_cfg.latent_dim, model_cfg.flat_size)
+        ups, widths = [], model_cfg.widths[::-1]  # e.g. 256 -> 128 -> 64 -> 32
         for c_in, c_out in zip(widths, widths[1:]):
             ups += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), nn.ReLU()]
         self.up = nn.Sequential(*ups)
-        self.out = nn.ConvTranspose2d(widths[-1], cfg.channels, 4, stride=2, padding=1)
+        self.out = nn.ConvTranspose2d(widths[-1], model_cfg.channels, 4, stride=2, padding=1)
 
     def features(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, latent_dim) -> the input of ``out`` (B, widths[0], H/2, W/2)."""
@@ -56,13 +56,13 @@ class VAE(nn.Module):
     into images; ``sample_z(n)`` draws noise vectors from the prior N(0, I).
     """
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, model_cfg: ModelConfig):
         super().__init__()
-        self.latent_dim = cfg.latent_dim
-        self.encoder = _down_blocks(cfg.channels, cfg.widths, nn.ReLU)
-        self.fc_mu = nn.Linear(cfg.flat_size, cfg.latent_dim)  # no activation: mu is any real
-        self.fc_logvar = nn.Linear(cfg.flat_size, cfg.latent_dim)  # nor is log-variance
-        self.decoder = Decoder(cfg)
+        self.latent_dim = model_cfg.latent_dim
+        self.encoder = _down_blocks(model_cfg.channels, model_cfg.widths, nn.ReLU)
+        self.fc_mu = nn.Linear(model_cfg.flat_size, model_cfg.latent_dim)  # no activation: mu is any real
+        self.fc_logvar = nn.Linear(model_cfg.flat_size, model_cfg.latent_dim)  # nor is log-variance
+        self.decoder = Decoder(model_cfg)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, C, H, W) -> mu, logvar, each (B, latent_dim)."""
@@ -96,11 +96,11 @@ class Discriminator(nn.Module):
     gradients the penalty treats one at a time).
     """
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, model_cfg: ModelConfig):
         super().__init__()
-        self.features = _down_blocks(cfg.channels, cfg.critic_widths,
+        self.features = _down_blocks(model_cfg.channels, model_cfg.critic_widths,
                                      lambda: nn.LeakyReLU(0.2))
-        self.score = nn.Linear(cfg.critic_flat_size, 1)
+        self.score = nn.Linear(model_cfg.critic_flat_size, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.score(self.features(x).flatten(1)).squeeze(1)  # (B, 1) -> (B,)
@@ -144,10 +144,10 @@ class WeightPredictor3DCNN(nn.Module):
         self.output_size = output_size
 
     @classmethod
-    def from_config(cls, cfg: ModelConfig, output_size: int) -> "WeightPredictor3DCNN":
-        return cls(output_size, in_channels=cfg.channels, num_filters=cfg.predictor_filters,
-                   num_blocks=cfg.predictor_blocks, hidden=cfg.predictor_hidden,
-                   stride=cfg.predictor_stride)
+    def from_config(cls, model_cfg: ModelConfig, output_size: int) -> "WeightPredictor3DCNN":
+        return cls(output_size, in_channels=model_cfg.channels, num_filters=model_cfg.predictor_filters,
+                   num_blocks=model_cfg.predictor_blocks, hidden=model_cfg.predictor_hidden,
+                   stride=model_cfg.predictor_stride)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         if video.dim() != 5:

@@ -1,9 +1,15 @@
-"""Figures from training records (matplotlib object API: no global pyplot state)."""
+"""Figures: training curves, image grids, filmstrips of videos, the pipeline, critic scores.
+
+Every function returns a matplotlib ``Figure`` (object API: no global pyplot state);
+a notebook shows it by making it a cell's last expression.
+"""
 
 from __future__ import annotations
 
-from matplotlib.figure import Figure
 import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+from torchvision.utils import make_grid
 
 LOSS_PANELS = (
     ("critic", "critic loss (incl. 10 x GP)"),
@@ -34,8 +40,6 @@ def plot_losses(history: list[dict], *, title: str | None = None) -> Figure:
 
 def image_grid_figure(images: torch.Tensor, *, nrow: int = 8, title: str | None = None) -> Figure:
     """Images (N, C, H, W) in [0, 1] as one grid figure."""
-    from torchvision.utils import make_grid
-
     grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=2, pad_value=1)
     fig = Figure(figsize=(6, 6 * grid.shape[1] / grid.shape[2] + (0.3 if title else 0)),
                  layout="constrained")
@@ -49,8 +53,6 @@ def image_grid_figure(images: torch.Tensor, *, nrow: int = 8, title: str | None 
 
 def plot_pipeline() -> Figure:
     """The kit's idea as a diagram: generation, synthetic video, predicted delta, critic."""
-    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
-
     fig = Figure(figsize=(11, 3.6), layout="constrained")
     ax = fig.subplots()
     ax.set_xlim(0, 11)
@@ -60,7 +62,7 @@ def plot_pipeline() -> Figure:
         "z": (0.1, 2.3, "noise z\n(B, latent_dim)", "#eeeeee"),
         "dec": (2.0, 2.3, "VAE decoder\nweights theta", "#cfe2f3"),
         "video": (4.0, 2.3, "synthetic video\n(B, T, C, H, W)", "#fff2cc"),
-        "pred": (6.1, 2.3, "WeightPredictor3DCNN\n-> delta (B, W_SIZE)", "#d9ead3"),
+        "pred": (6.1, 2.3, "WeightPredictor3DCNN\n-> delta (B, WEIGHT_UPDATE_SIZE)", "#d9ead3"),
         "patched": (4.0, 0.4, "VAE decoder\ntheta + s * delta", "#cfe2f3"),
         "critic": (6.6, 0.4, "critic D\nWGAN-GP score", "#f4cccc"),
         "real": (9.0, 0.4, "real images\n(ImageFolder)", "#eeeeee"),
@@ -108,4 +110,41 @@ def plot_scores(critic, real: torch.Tensor, fake: torch.Tensor) -> Figure:
     ax.hist(s_fake.numpy(), bins=bins, alpha=0.6, label=f"generated (mean {s_fake.mean():.2f})")
     ax.set_xlabel("critic score D(x)")
     ax.legend(fontsize=8)
+    return fig
+
+
+def plot_filmstrip(video: torch.Tensor, *, max_videos: int = 4, title: str | None = None) -> Figure:
+    """A figure with one row per video and one column per frame.
+
+    Args:
+        video: (T, C, H, W) or (B, T, C, H, W) in [0, 1]; at most ``max_videos`` rows.
+    """
+    if video.dim() == 4:
+        video = video[None]
+    video = video[:max_videos].detach().float().cpu().clamp(0, 1)
+    B, T = video.shape[:2]
+    fig = Figure(figsize=(1.1 * T, 1.1 * B + (0.4 if title else 0)), dpi=72, layout="constrained")
+    axes = fig.subplots(B, T, squeeze=False)
+    for b in range(B):
+        for k in range(T):
+            ax = axes[b, k]
+            ax.imshow(video[b, k].permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if b == 0:
+                ax.set_title(f"t={k}", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_feedback(stats: dict) -> Figure:
+    """Per-frame ||s delta|| / ||theta|| and frame-to-frame change of feedback videos."""
+    fig = Figure(figsize=(8, 2.6), layout="constrained")
+    for ax, key, label in zip(fig.subplots(1, 2), ("delta_ratio", "change"),
+                              ("||s delta_t|| / ||theta||", "mean |frame t - frame t-1|")):
+        ax.plot(stats[key].T.numpy(), lw=1)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("frame")
+        ax.grid(alpha=0.3)
     return fig

@@ -1,6 +1,6 @@
 """``vidgen-video`` / ``python -m vidgen_nb.render``: videos from a training checkpoint.
 
-Modes: ``latent-walk``, ``delta-sweep`` and ``feedback`` (see ``vidgen_nb.video``).
+Modes: ``latent-walk``, ``delta-sweep`` and ``feedback`` (see ``vidgen_nb.generated_video``).
 Writes a GIF (or an MP4, when the name ends in .mp4 and imageio can write one).
 """
 
@@ -10,9 +10,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from .training import MAIN_RUN
-from .video import (GenerationModel, delta_sweep, feedback_video, latent_walk, save_gif,
-                    save_mp4)
+from .checkpoint import run_checkpoint
+from .generated_video import delta_sweep, feedback_video, latent_walk
+from .generator import Generator
+from .media import save_gif, save_mp4
 
 MODES = {"latent-walk": latent_walk, "delta-sweep": delta_sweep, "feedback": feedback_video}
 
@@ -22,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="vidgen-video", description="Render videos from a trained vidgen_nb model: a walk "
         "through latent space, a sweep of the predicted delta, or a video the weight predictor drives.")
-    parser.add_argument("--checkpoint", default=str(MAIN_RUN), help="training checkpoint (default: runs/main)")
+    parser.add_argument("--checkpoint", default=str(run_checkpoint("main")),
+                        help="training checkpoint (default: runs/main/checkpoint.pt, as make train writes)")
     parser.add_argument("--mode", choices=tuple(MODES), default="feedback")
     parser.add_argument("--frames", type=int, default=24, help="frames per video")
     parser.add_argument("--videos", type=int, default=4, help="videos, shown side by side")
@@ -42,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, name) < 1:
             return fail(f"--{name} {getattr(args, name)}: expected a positive integer")
     try:
-        model = GenerationModel.from_checkpoint(args.checkpoint, args.device)
+        generator = Generator.from_checkpoint(args.checkpoint, args.device)
     except FileNotFoundError:
         return fail(f"--checkpoint: {args.checkpoint} does not exist (train one first: make train)")
     except ValueError as exc:
@@ -51,16 +53,17 @@ def main(argv: list[str] | None = None) -> int:
     common = dict(num_videos=args.videos, num_frames=args.frames, seed=args.seed)
     try:
         if args.mode == "latent-walk":
-            video = latent_walk(model, use_delta=model.predictor is not None, scale=args.scale, **common)
+            video = latent_walk(generator, use_delta=generator.predictor is not None, scale=args.scale,
+                                **common)
         elif args.mode == "delta-sweep":
-            video = delta_sweep(model, amplitude=args.scale, **common)
+            video = delta_sweep(generator, amplitude=args.scale, **common)
         else:
-            video, stats = feedback_video(model, scale=args.scale, damping=args.damping, **common)
+            video, stats = feedback_video(generator, scale=args.scale, damping=args.damping, **common)
             ratio, change = stats["delta_ratio"][:, 1:], stats["change"][:, 1:]
             print(f"||s delta||/||theta||: first {ratio[:, 0].mean():.3f}, last {ratio[:, -1].mean():.3f}, "
                   f"max {ratio.max():.3f}; frame change: first {change[:, 0].mean():.4f}, "
                   f"last {change[:, -1].mean():.4f}")
-        upscale = max(1, 96 // model.cfg.model.image_size)
+        upscale = max(1, 96 // generator.config.model.image_size)
         if out.suffix.lower() == ".mp4":
             save_mp4(video, out, fps=args.fps, scale=upscale)
         else:

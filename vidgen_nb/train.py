@@ -13,11 +13,16 @@ import sys
 import time
 from pathlib import Path
 
+import torch.distributed as dist
+
+from .checkpoint import CHECKPOINT, RUNS
 from .config import PRESETS, Config
 from .data import DatasetError
-from .training import (CHECKPOINT, PRECISIONS, NonFiniteLossError, Trainer, TrainingInterrupted,
-                       pick_device)
-from .video import save_gif, synthetic_video
+from .device import PRECISIONS, pick_device
+from .media import save_gif
+from .plots import plot_losses
+from .training import NonFiniteLossError, Trainer, TrainingInterrupted
+from .video import synthetic_video
 
 # Config field -> the option that sets it, to name options in error messages.
 OPTIONS = {
@@ -98,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         pick_device(args.device)
     except ValueError as exc:
         parser.error(_option_error(exc))
-    out = Path(args.out or f"runs/{args.preset}")
+    out = Path(args.out) if args.out else RUNS / args.preset
     resume = out / CHECKPOINT if args.resume == "auto" else args.resume
     if resume and not Path(resume).is_file():
         if args.resume != "auto":
@@ -122,14 +127,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--data: {exc}")
     except ValueError as exc:  # a refused or unfitting checkpoint, a bad target, ...
         parser.error(("--resume: " if resume else "") + _option_error(exc))
-    steps = args.steps if args.steps is not None else trainer.cfg.train.steps
+    steps = args.steps if args.steps is not None else trainer.config.train.steps
     say = print if trainer.is_main else (lambda *a, **k: None)  # rank 0 speaks for all
     if resume:
         say(f"resuming {resume} at step {trainer.step} of {steps}")
     processes = f" x {trainer.world_size} processes" if trainer.world_size > 1 else ""
     say(f"training on {trainer.device}{processes} ({trainer.precision}), {len(trainer.dataset)} images, "
         f"preset {args.preset}, "
-        f"WEIGHT_UPDATE_SIZE {trainer.deltas.WEIGHT_UPDATE_SIZE}"
+        f"WEIGHT_UPDATE_SIZE {trainer.generator.deltas.weight_update_size}"
         + ("" if trainer.predictor else " (predictor off)"))
 
     if trainer.step == 0:
@@ -161,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = finish_run(trainer)
 
     swd_start = next(r["swd"] for r in trainer.history if "swd" in r)
-    images = (trainer.step - start) * trainer.cfg.batch_size * (trainer.cfg.train.n_critic + 1)
+    images = (trainer.step - start) * trainer.config.batch_size * (trainer.config.train.n_critic + 1)
     print(f"done: step {trainer.step}, {seconds:.0f} s, {images / max(seconds, 1e-9):.0f} images/s, "
           f"SWD {swd_start:.4f} -> {swd_end:.4f} (ratio {swd_end / swd_start:.2f})")
     for path in paths:
@@ -171,15 +176,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def finish_run(trainer: Trainer) -> list[Path]:
     """Write the end-of-run pictures into the run folder; returns their paths."""
-    from .plots import plot_losses
-
     out = trainer.out
     samples = trainer.save_samples(out / "samples.png")
     losses = out / "losses.png"
     plot_losses(trainer.history, title=f"training, step {trainer.step}").savefig(losses, dpi=80)
     generated = trainer.samples(8)
-    video = synthetic_video(generated, trainer.cfg.model.num_frames, trainer.cfg.video, seed=0)
-    gif = save_gif(video, out / "videos.gif", fps=6, scale=max(1, 64 // trainer.cfg.model.image_size))
+    video = synthetic_video(generated, trainer.config.model.num_frames, trainer.config.video, seed=0)
+    gif = save_gif(video, out / "videos.gif", fps=6, scale=max(1, 64 // trainer.config.model.image_size))
     return [out / CHECKPOINT, out / "metrics.jsonl", samples, losses, gif]
 
 
@@ -188,8 +191,6 @@ def run(argv: list[str] | None = None) -> int:
     try:
         return main(argv)
     finally:
-        import torch.distributed as dist
-
         if dist.is_initialized():
             dist.destroy_process_group()
 

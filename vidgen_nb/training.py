@@ -1,19 +1,21 @@
 """One trainer for notebook cells and the ``vidgen-train`` command.
 
-Each step (DESIGN.md section 4):
+Each step, in the seed's order made correct:
 
-1. ``n_critic`` critic steps, each on a real batch and freshly generated images:
-   z -> base decode -> synthetic video -> predictor -> delta -> patched decode;
+1. ``n_critic`` critic steps, each on a real batch and freshly generated images
+   (``Generator.generate``: z -> base decode -> synthetic video -> predictor -> delta
+   -> patched decode), WGAN-GP loss;
 2. one generator step: the same generation with gradients, loss
    -E[D(patched images)] + vae_weight * (reconstruction + beta * KL) per pixel on a
    real batch; one backward updates the VAE's base weights and the predictor together.
 
-Checkpoints are plain dicts written atomically; resuming continues exactly.
+Checkpoints (``checkpoint.py``) are plain dicts written atomically; resuming continues
+exactly: real batches are a function of (seed, batch number), and the random state
+is saved.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -21,27 +23,25 @@ import signal
 import sys
 import threading
 import time
-import warnings
 from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
+from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
 from . import __version__
-from .config import Config, fast_mode
+from .checkpoint import (CHECKPOINT, check_same_model, load_checkpoint, remove_stale_writes,
+                         save_atomic, stored_config)
+from .config import Config
 from .data import ResumableBatchSampler, check_batch_size, endless_batches, load_dataset
-from .deltas import WeightDeltas
+from .device import any_process, autocast, init_distributed, replicas_agree, resolve_precision
+from .generator import Generator
 from .losses import critic_loss, generator_adversarial_loss, vae_loss
 from .metrics import swd
-from .models import VAE, Discriminator, WeightPredictor3DCNN
-from .video import predict_delta
-
-CHECKPOINT = "checkpoint.pt"
-PRECISIONS = ("auto", "fp32", "bf16")
+from .models import VAE, Discriminator
 
 
 class NonFiniteLossError(RuntimeError):
@@ -56,87 +56,27 @@ class TrainingInterrupted(Exception):
         super().__init__(f"{signal.Signals(signum).name} at step {step}")
 
 
-def init_distributed(device: str | None = None) -> tuple[int, int, torch.device]:
-    """(rank, world size, device) for this process.
-
-    Under ``torchrun`` (WORLD_SIZE > 1) this joins the process group: NCCL with one GPU
-    per process (LOCAL_RANK) when CUDA is used, Gloo on CPUs. Otherwise (0, 1, device).
-    """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return 0, 1, pick_device(device)
-    use_cuda = pick_device(device).type == "cuda"
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    # DDP's hint about gradient strides fires for the critic's (1, F) score weight,
-    # whose layout cannot matter; keep the log readable.
-    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
-    if use_cuda:
-        torch.cuda.set_device(local)
-    return dist.get_rank(), dist.get_world_size(), torch.device(f"cuda:{local}" if use_cuda else "cpu")
-
-
-def pick_device(name: str | None = None) -> torch.device:
-    """``name`` ('cpu', 'cuda', 'cuda:1', 'mps'), or the best available: CUDA, MPS, CPU."""
-    if name in (None, "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device={name!r}: expected auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={name!r}: CUDA is not available on this machine")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device={name!r}: MPS is not available on this machine")
-    return device
-
-
-def save_atomic(obj, path: str | os.PathLike) -> Path:
-    """torch.save to a temporary file beside ``path``, flush to disk, then rename.
-
-    A crash at any moment leaves either the old file or the new one, never half of one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 class _GeneratorPass(nn.Module):
     """The generator step's forward pass as one module, so that DDP can wrap it.
 
     z (B, latent_dim), real (B, C, H, W) -> fake, delta, x_hat, mu, logvar.
     """
 
-    def __init__(self, trainer: "Trainer"):
+    def __init__(self, generator: Generator):
         super().__init__()
-        self.vae, self.predictor = trainer.vae, trainer.predictor  # registered: DDP syncs them
-        self._generate = trainer.generate
+        self.generator = generator  # registered: DDP syncs the VAE and the predictor
 
     def forward(self, z: torch.Tensor, real: torch.Tensor):
-        fake, delta = self._generate(z, return_delta=True)
-        x_hat, mu, logvar = self.vae(real)
+        fake, delta = self.generator.generate(z, return_delta=True)
+        x_hat, mu, logvar = self.generator.vae(real)
         return fake, delta, x_hat, mu, logvar
 
 
 class Trainer:
-    """Builds the networks, optimisers and data for a ``Config`` and trains them.
+    """Builds the generator, critic, optimisers and data for a ``Config`` and trains them.
 
     Args:
-        cfg: the configuration (``Config.preset(...)``).
+        config: the configuration (``Config.preset(...)``).
         data: an ImageFolder tree; ``None`` uses the built-in dataset.
         out: run folder for checkpoints, metrics and pictures; ``None`` writes nothing.
         device: 'cpu', 'cuda', 'mps' or None for the best available.
@@ -146,48 +86,48 @@ class Trainer:
             bfloat16, on CUDA or on a CPU with bf16 instructions), or ``auto`` (bf16 on
             CUDA, fp32 elsewhere). Not stored in checkpoints: it belongs to the machine.
         callback: called as ``callback(trainer, metrics)`` every ``log_every`` steps.
+
+    Attributes:
+        generator: the ``Generator`` (VAE, predictor, weight deltas) being trained.
+        critic: the WGAN-GP critic.
+        step: generator steps done; history: the metric records logged so far.
     """
 
-    def __init__(self, cfg: Config, *, data=None, out=None, device=None, skip_bad=False,
+    generator_class = Generator  # what ``generator`` is built as (the bench swaps in its reference)
+
+    def __init__(self, config: Config, *, data=None, out=None, device=None, skip_bad=False,
                  progress: bool = True, callback: Callable | None = None, verbose: bool = False,
                  precision: str = "auto"):
-        self.cfg, m, t = cfg, cfg.model, cfg.train
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision={precision!r}: expected one of {PRECISIONS}")
+        self.config, m, t = config, config.model, config.train
         self.rank, self.world_size, self.device = init_distributed(device)
-        # auto: bf16 on CUDA; float32 elsewhere, where bf16's speed depends on the CPU.
-        if precision == "auto":
-            precision = "bf16" if self.device.type == "cuda" else "fp32"
-        self.precision = precision
+        self.precision = resolve_precision(precision, self.device)
         self.is_main = self.rank == 0  # only rank 0 writes files and shows progress
         self.out = Path(out) if out is not None and self.is_main else None
         self.progress, self.callback = progress and self.is_main, callback
         self.step, self.batches_seen, self.history = 0, 0, []
         self._stop_signal = None  # set by SIGINT / SIGTERM during train()
 
-        torch.manual_seed(cfg.seed)
-        self.vae = VAE(m).to(self.device)
+        # Drawn in this order from the seed: VAE, critic, predictor (fixes every run's start).
+        torch.manual_seed(config.seed)
+        vae = VAE(m).to(self.device)
         self.critic = Discriminator(m).to(self.device)
-        self.deltas = WeightDeltas(self.vae, m.delta_targets, m.delta_mode)
-        self.predictor = (WeightPredictor3DCNN.from_config(m, self.deltas.WEIGHT_UPDATE_SIZE)
-                          .to(self.device) if t.use_predictor else None)
+        predictor = Generator.new_predictor(config, vae).to(self.device) if t.use_predictor else None
+        self.generator = self.generator_class(config, vae, predictor)
         # NHWC: faster convolutions on tensor cores, and on CPUs (oneDNN) faster max
         # pooling and no layout conversion around every convolution (python -m vidgen_nb.bench).
         self.channels_last = self.device.type in ("cuda", "cpu")
         if self.channels_last:
-            self.vae.to(memory_format=torch.channels_last)
+            vae.to(memory_format=torch.channels_last)
             self.critic.to(memory_format=torch.channels_last)
-            if self.predictor is not None:  # (B, C, T, H, W) stored as (B, T, H, W, C)
-                self.predictor.to(memory_format=torch.channels_last_3d)
-        g_params = list(self.vae.parameters())
-        g_params += list(self.predictor.parameters()) if self.predictor else []
-        self.opt_g = torch.optim.Adam(g_params, lr=t.lr, betas=t.betas)
+            if predictor is not None:  # (B, C, T, H, W) stored as (B, T, H, W, C)
+                predictor.to(memory_format=torch.channels_last_3d)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=t.lr, betas=t.betas)
         self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=t.lr, betas=t.betas)
         if self.rank:  # each process draws its own noise; rank 0 keeps the single-process stream
-            torch.manual_seed(cfg.seed + 7919 * self.rank)
+            torch.manual_seed(config.seed + 7919 * self.rank)
         # What the optimisers' backward passes run through: under torchrun, PyTorch's
         # DistributedDataParallel, which averages gradients across processes.
-        self._generator_pass: nn.Module = _GeneratorPass(self)
+        self._generator_pass: nn.Module = _GeneratorPass(self.generator)
         self._critic_net: nn.Module = self.critic
         if self.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -196,76 +136,56 @@ class Trainer:
 
         self.dataset = load_dataset(data, image_size=m.image_size, in_memory=t.in_memory,
                                     num_workers=t.num_workers, skip_bad=skip_bad, verbose=verbose)
-        check_batch_size(self.dataset, cfg.batch_size)
+        check_batch_size(self.dataset, config.batch_size)
         self._batches = None  # the real-image stream, opened at the current position
         # Fixed noise vectors for sample grids and SWD, from their own generator so
         # that looking at samples never changes the training's random stream.
-        g = torch.Generator().manual_seed(cfg.seed + 1)
+        g = torch.Generator().manual_seed(config.seed + 1)
         self.fixed_z = torch.randn(max(64, t.swd_images), m.latent_dim, generator=g).to(self.device)
         if self.out:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
-            for stale in self.out.glob(f".{CHECKPOINT}.tmp*"):  # left by a killed write
-                stale.unlink(missing_ok=True)
+            (self.out / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
+            remove_stale_writes(self.out)
 
-    # ------------------------------------------------------------------ generation
+    @property
+    def vae(self) -> VAE:
+        """The generator's VAE."""
+        return self.generator.vae
+
+    @property
+    def predictor(self):
+        """The generator's weight predictor (None for the plain VAE-WGAN-GP)."""
+        return self.generator.predictor
 
     def autocast(self):
         """bf16 autocast when ``precision`` is bf16; nothing for fp32."""
-        if self.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def generate(self, z: torch.Tensor, *, scale: float = 1.0, seed: int | None = None,
-                 return_delta: bool = False):
-        """Noise vectors (B, latent_dim) -> generated images (B, C, H, W).
-
-        With the predictor: decode, make the synthetic video, predict delta, decode again
-        with theta + scale * delta. ``seed`` fixes the video's randomness.
-        """
-        if self.predictor is None:
-            x = self.vae.decode(z)
-            return (x, None) if return_delta else x
-        # With only the output layer patched, both decodes share every layer before it.
-        h = self.vae.decoder.features(z) if self.deltas.output_layer_only else None
-        with torch.no_grad() if self.cfg.video.detach else contextlib.nullcontext():
-            base = self.vae.decode(z) if h is None else self.vae.decoder(h, from_features=True)
-        delta = predict_delta(self, base, seed=seed)  # synthetic video -> (B, WEIGHT_UPDATE_SIZE)
-        x = self.deltas.decode(z, delta, scale=scale, features=h)
-        return (x, delta) if return_delta else x
+        return autocast(self.device, self.precision)
 
     @torch.no_grad()
     def samples(self, n: int = 64, *, scale: float = 1.0) -> torch.Tensor:
-        """Images from the fixed noise vectors (n, C, H, W), float on the CPU."""
-        was_training = self._eval()
+        """Images generated from the fixed noise vectors (n, C, H, W), float on the CPU."""
+        was_training = self.generator.training
+        self._train_mode(False)
         with self.autocast():
-            x = torch.cat([self.generate(z, scale=scale, seed=self.cfg.seed + i)
+            x = torch.cat([self.generator.generate(z, scale=scale, seed=self.config.seed + i)
                            for i, z in enumerate(self.fixed_z[:n].split(64))])
         self._train_mode(was_training)
         return x.float().cpu()
 
-    def _eval(self) -> bool:
-        was = self.vae.training
-        for net in (self.vae, self.critic, self.predictor):
-            if net is not None:
-                net.eval()
-        return was
-
     def _train_mode(self, mode: bool) -> None:
-        for net in (self.vae, self.critic, self.predictor):
-            if net is not None:
-                net.train(mode)
+        self.generator.train(mode)
+        self.critic.train(mode)
 
     # ------------------------------------------------------------------ steps
 
     def _real(self) -> torch.Tensor:
         """The next real batch (B, C, H, W) on the device."""
         if self._batches is None:
-            sampler = ResumableBatchSampler(len(self.dataset), self.cfg.batch_size,
-                                            seed=self.cfg.seed, start=self.batches_seen,
+            sampler = ResumableBatchSampler(len(self.dataset), self.config.batch_size,
+                                            seed=self.config.seed, start=self.batches_seen,
                                             rank=self.rank, world_size=self.world_size)
             self._batches = endless_batches(self.dataset, sampler,
-                                            num_workers=self.cfg.train.num_workers)
+                                            num_workers=self.config.train.num_workers)
         self.batches_seen += 1
         x = next(self._batches).to(self.device, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
@@ -273,10 +193,10 @@ class Trainer:
     def critic_step(self, real: torch.Tensor) -> dict[str, float]:
         """One WGAN-GP update of the critic on real vs freshly generated images."""
         with torch.no_grad(), self.autocast():
-            fake = self.generate(self.vae.sample_z(len(real)))
+            fake = self.generator.generate(self.vae.sample_z(len(real)))
         with self.autocast():
             loss, stats = critic_loss(self._critic_net, real, fake, gp_critic=self.critic,
-                                      gp_weight=self.cfg.train.gp_weight)
+                                      gp_weight=self.config.train.gp_weight)
         self._check_finite("critic", loss)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
@@ -285,7 +205,7 @@ class Trainer:
 
     def generator_step(self, real: torch.Tensor) -> dict[str, float]:
         """One update of the VAE's base weights and the predictor, together."""
-        t = self.cfg.train
+        t = self.config.train
         self.critic.requires_grad_(False)  # the critic is only a judge here
         try:
             with self.autocast():
@@ -307,24 +227,16 @@ class Trainer:
 
     def train_step(self) -> dict[str, float]:
         """``n_critic`` critic steps, then one generator step; returns the last losses."""
-        for _ in range(self.cfg.train.n_critic):
+        for _ in range(self.config.train.n_critic):
             stats = self.critic_step(self._real())
         stats.update(self.generator_step(self._real()))
         self.step += 1
         return stats
 
-    def _any(self, flag: bool) -> bool:
-        """True if ``flag`` is true in any process (so that all stop together)."""
-        if self.world_size == 1:
-            return flag
-        t = torch.tensor([float(flag)], device=self.device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return bool(t.item())
-
     def _check_finite(self, name: str, loss: torch.Tensor) -> None:
         """Stop before a NaN or infinite loss can reach the weights."""
         value = loss.item()
-        if self._any(not math.isfinite(value)):
+        if any_process(not math.isfinite(value), self.device):
             kept = self.out / CHECKPOINT if self.out and (self.out / CHECKPOINT).exists() else None
             raise NonFiniteLossError(
                 f"{name} loss is {value} at step {self.step + 1}; training stopped. "
@@ -336,7 +248,7 @@ class Trainer:
         """Train ``steps`` more steps; returns the metric records logged meanwhile."""
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise ValueError(f"steps={steps!r}: expected an integer >= 0")
-        t, end, logged = self.cfg.train, self.step + steps, []
+        t, end, logged = self.config.train, self.step + steps, []
         self._train_mode(True)
         # A live bar in notebooks and terminals; into a log file, a line every 30 s.
         interactive = sys.stderr.isatty() or "ipykernel" in sys.modules
@@ -347,7 +259,7 @@ class Trainer:
         try:
             while self.step < end:
                 stats = self.train_step()
-                images += self.cfg.batch_size * (t.n_critic + 1)
+                images += self.config.batch_size * (t.n_critic + 1)
                 bar.update(1)
                 if self.step % t.log_every == 0 or self.step == end:
                     now = time.perf_counter()
@@ -362,7 +274,7 @@ class Trainer:
                     self.save_samples(self.out / "samples" / f"step_{self.step:06d}.png")
                 if self.out and (self.step % t.checkpoint_every == 0 or self.step == end):
                     self.save_checkpoint(self.out / CHECKPOINT)
-                if self._any(self._stop_signal is not None):
+                if any_process(self._stop_signal is not None, self.device):
                     path = self.save_checkpoint(self.out / CHECKPOINT) if self.out else None
                     raise TrainingInterrupted(self._stop_signal or signal.SIGTERM, self.step, path)
         finally:
@@ -384,13 +296,7 @@ class Trainer:
 
     def replicas_agree(self) -> bool:
         """Whether every process holds the same weights (always true in one process)."""
-        if self.world_size == 1:
-            return True
-        nets = [self.vae, self.critic] + ([self.predictor] if self.predictor else [])
-        local = torch.stack([p.detach().double().sum() for net in nets for p in net.parameters()])
-        gathered = [torch.zeros_like(local) for _ in range(self.world_size)]
-        dist.all_gather(gathered, local)
-        return all(torch.equal(gathered[0], g) for g in gathered[1:])
+        return replicas_agree([self.generator, self.critic])
 
     def _log(self, record: dict) -> None:
         self.history.append(record)
@@ -410,15 +316,13 @@ class Trainer:
 
     def measure_swd(self) -> float:
         """SWD between fixed generated images and fixed real ones (lower is better)."""
-        n = min(self.cfg.train.swd_images, len(self.dataset))
+        n = min(self.config.train.swd_images, len(self.dataset))
         value = swd(self.samples(n), self.real_images(n), seed=0)
         self._log({"step": self.step, "swd": value})
         return value
 
     def save_samples(self, path: str | os.PathLike, n: int = 64) -> Path:
         """A grid of images generated from the fixed noise vectors, as a PNG."""
-        from torchvision.utils import save_image
-
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         save_image(self.samples(n), path, nrow=8, padding=2, pad_value=1.0)
@@ -427,12 +331,12 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict:
-        """Everything needed to continue exactly: a plain dict of tensors and numbers."""
+        """Everything needed to continue exactly (the layout is in ``checkpoint.py``)."""
         rng = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {
-            "version": __version__, "config": self.cfg.to_dict(),
+            "version": __version__, "config": self.config.to_dict(),
             "step": self.step, "batches_seen": self.batches_seen,
             "vae": self.vae.state_dict(), "critic": self.critic.state_dict(),
             "predictor": self.predictor.state_dict() if self.predictor else None,
@@ -444,12 +348,7 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from ``state``; a checkpoint made with other sizes is refused."""
-        ours, theirs = self.cfg.to_dict()["model"], state["config"]["model"]
-        differ = [f"{k}: checkpoint {theirs.get(k)!r}, this run {v!r}" for k, v in ours.items()
-                  if _plain(theirs.get(k)) != _plain(v)]
-        if differ:
-            raise ValueError("checkpoint was made with a different model config; sizes that "
-                             "differ: " + "; ".join(differ))
+        check_same_model(self.config, state)
         self.vae.load_state_dict(state["vae"])
         self.critic.load_state_dict(state["critic"])
         if self.predictor is not None:
@@ -461,7 +360,7 @@ class Trainer:
         if "cuda" in state["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
         if self.rank:  # the saved stream is rank 0's; the others draw their own
-            torch.manual_seed(self.cfg.seed + 7919 * self.rank + self.step)
+            torch.manual_seed(self.config.seed + 7919 * self.rank + self.step)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, **kwargs) -> "Trainer":
@@ -470,7 +369,7 @@ class Trainer:
         ``kwargs`` go to ``Trainer`` (data, out, device, ...); the config is the saved one.
         """
         state = load_checkpoint(path)
-        trainer = cls(Config.from_dict(state["config"]), **kwargs)
+        trainer = cls(stored_config(state, path), **kwargs)
         trainer.load_state_dict(state)
         if trainer.out and (trainer.out / "metrics.jsonl").exists():
             # Keep the records up to the checkpoint: later ones belong to lost steps.
@@ -481,49 +380,3 @@ class Trainer:
             tmp.write_text("".join(json.dumps(r) + "\n" for r in trainer.history))
             os.replace(tmp, trainer.out / "metrics.jsonl")
         return trainer
-
-
-def _plain(value):
-    return list(value) if isinstance(value, (list, tuple)) else value
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Read a checkpoint without running any code from it.
-
-    ``torch.load(weights_only=True)`` unpickles tensors, numbers, strings and
-    containers only; a file that asks for anything else (e.g. a pickle crafted to run
-    code) is refused with ``ValueError`` before any of it runs.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # UnpicklingError for forbidden globals, RuntimeError for junk
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"checkpoint {path} was refused: it is not a plain vidgen_nb "
-                         f"checkpoint ({first})") from None
-    missing = {"config", "step", "vae", "critic"} - set(state) if isinstance(state, dict) else {"a dict"}
-    if missing:
-        raise ValueError(f"checkpoint {path} lacks {sorted(missing)}: not a vidgen_nb checkpoint")
-    return state
-
-
-MAIN_RUN = Path(__file__).resolve().parents[1] / "runs" / "main" / CHECKPOINT  # what `make train` writes
-
-
-def load_or_train(checkpoint: str | os.PathLike | None = MAIN_RUN, *, steps: int = 200,
-                  progress: bool = False) -> Trainer:
-    """A trained model for the notebooks.
-
-    The checkpoint (default: the one ``make train`` writes) if it exists, else the
-    ``tiny`` preset trained for ``steps`` steps (seconds on a CPU). In fast mode
-    (``$VIDGEN_NB_FAST``) always the tiny one, so results do not depend on what is on disk.
-    """
-    if checkpoint is not None and Path(checkpoint).is_file() and not fast_mode():
-        print(f"loaded {checkpoint}")
-        return Trainer.from_checkpoint(checkpoint, progress=progress)
-    trainer = Trainer(Config.preset("tiny"), progress=progress)
-    trainer.train(steps)
-    print(f"trained the tiny preset for {steps} steps")
-    return trainer

@@ -16,8 +16,10 @@ import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from torchvision.utils import make_grid
 
 from .config import VideoConfig
+from .generator import Generator
 from .video import synthetic_video
 
 
@@ -62,12 +64,12 @@ class VideoExplorer:
 
     Args:
         image: (C, H, W) in [0, 1].
-        num_frames: T to start with; cfg: the changes to start with.
+        num_frames: T to start with; video_cfg: the changes to start with.
     """
 
-    def __init__(self, image: torch.Tensor, num_frames: int = 8, cfg: VideoConfig | None = None,
+    def __init__(self, image: torch.Tensor, num_frames: int = 8, video_cfg: VideoConfig | None = None,
                  *, seed: int = 0):
-        cfg = cfg or VideoConfig()
+        cfg = video_cfg or VideoConfig()
         self.source = image.detach()
         style = {"description_width": "80px"}
         self.sliders = {
@@ -132,18 +134,20 @@ class DeltaExplorer:
     norm of s * delta relative to the weights and the histogram of the chosen delta.
 
     Args:
-        trainer: a ``Trainer`` (its VAE, predictor and weight deltas are used).
-        index: which of the trainer's fixed noise vectors to decode.
+        generator: a ``Generator`` with a weight predictor (``trainer.generator``).
+        z: the noise vector to decode (1, latent_dim), e.g. ``trainer.fixed_z[:1]``.
+        seed: seed of the synthetic video the delta is predicted from.
     """
 
-    def __init__(self, trainer, *, index: int = 0, scale_range: float = 2.0):
-        if trainer.predictor is None:
-            raise ValueError("this trainer has no weight predictor (use_predictor=False)")
-        self.trainer, self.deltas = trainer, trainer.deltas
-        self.z = trainer.fixed_z[index : index + 1]
+    def __init__(self, generator: Generator, z: torch.Tensor, *, seed: int = 0,
+                 scale_range: float = 2.0):
+        if generator.predictor is None:
+            raise ValueError("this generator has no weight predictor (use_predictor=False)")
+        self.generator, self.deltas = generator, generator.deltas
+        self.z = z.to(generator.device)
         with torch.no_grad():
-            self.base = trainer.vae.decode(self.z)  # (1, C, H, W)
-            _, delta = trainer.generate(self.z, seed=index, return_delta=True)
+            self.base = generator.vae.decode(self.z)  # (1, C, H, W)
+            _, delta = generator.generate(self.z, seed=seed, return_delta=True)
         self.delta = delta.float()  # (1, WEIGHT_UPDATE_SIZE)
         self.scale = W.FloatSlider(value=1.0, min=-scale_range, max=scale_range, step=0.05,
                                    description="delta scale")
@@ -178,7 +182,7 @@ class DeltaExplorer:
         self._axes[2].images[0].set_data(_hwc(diff[0]))
         self.images.draw()
 
-        params = dict(self.trainer.vae.named_parameters())
+        params = dict(self.generator.vae.named_parameters())
         parts = self.deltas.split(self.delta)
         names = self.deltas.names
         ratios = [abs(s) * parts[n].norm().item() / max(params[n].norm().item(), 1e-12) for n in names]
@@ -238,7 +242,7 @@ class LatentExplorer:
 class TrainingDashboard:
     """Live loss curves and the latest samples while a training cell runs.
 
-    Use as the trainer's callback: ``Trainer(cfg, callback=dashboard.update)`` or
+    Use as the trainer's callback: ``Trainer(config, callback=dashboard.update)`` or
     ``trainer.callback = dashboard.update``; display ``dashboard.ui`` before training.
     """
 
@@ -268,8 +272,6 @@ class TrainingDashboard:
             line.axes.relim()
             line.axes.autoscale_view()
         self.curves.draw()
-        from torchvision.utils import make_grid
-
         grid = make_grid(trainer.samples(self.samples), nrow=4, padding=1, pad_value=1)
         if self._grid_ax.images:
             self._grid_ax.images[0].set_data(_hwc(grid))

@@ -1,0 +1,54 @@
+"""The one generator: built, loaded from a checkpoint, and found where runs live."""
+
+import pytest
+import torch
+
+from vidgen_nb import VAE, Config, Generator, WeightPredictor3DCNN
+from vidgen_nb.checkpoint import find_run, run_checkpoint
+from vidgen_nb.training import Trainer
+
+
+def test_without_a_predictor_it_is_the_plain_decoder():
+    generator = Generator.build(Config.preset("tiny", use_predictor=False))
+    z = generator.sample_z(3, seed=0)
+    x, delta = generator.generate(z, return_delta=True)
+    assert delta is None and torch.equal(x, generator.vae.decode(z))
+    with pytest.raises(ValueError, match="no weight predictor"):
+        generator.predict_delta(x)
+
+
+def test_a_predictor_of_the_wrong_width_is_refused():
+    config = Config.preset("tiny")
+    vae = VAE(config.model)
+    with pytest.raises(ValueError, match="output_size=5: expected WEIGHT_UPDATE_SIZE = 387"):
+        Generator(config, vae, WeightPredictor3DCNN(5))
+
+
+def test_seeded_noise_is_the_same_on_any_call_and_leaves_the_global_stream():
+    generator = Generator.build(Config.preset("tiny"))
+    state = torch.get_rng_state()
+    a, b = generator.sample_z(4, seed=7), generator.sample_z(4, seed=7)
+    assert torch.equal(a, b) and torch.equal(torch.get_rng_state(), state)
+    assert not torch.equal(a, generator.sample_z(4, seed=8))
+
+
+def test_from_checkpoint_generates_what_the_trainer_generated(tmp_path):
+    trainer = Trainer(Config.preset("tiny"), out=tmp_path / "run", progress=False)
+    trainer.train(3)
+    loaded = Generator.from_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert not loaded.training and loaded.predictor is not None
+    z = trainer.fixed_z[:8]
+    trainer.generator.eval()
+    with torch.no_grad():
+        expected = trainer.generator.generate(z, seed=1)
+        assert torch.allclose(loaded.generate(z, seed=1), expected, atol=1e-6)
+
+
+def test_find_run_looks_in_the_folders_above(tmp_path):
+    inner = tmp_path / "repo" / "notebooks"
+    inner.mkdir(parents=True)
+    assert find_run("main", inner) is None
+    path = tmp_path / "repo" / run_checkpoint("main")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"")
+    assert find_run("main", inner) == path.resolve() and find_run("other", inner) is None

@@ -1,0 +1,55 @@
+"""The library's modules form floors: each imports only from the floors below it."""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "vidgen_nb"
+
+# Bottom to top, as the README's "How the code is laid out" lists them.
+FLOORS = [
+    ["config"],
+    ["data.images", "data.shapes"], ["data.scan"], ["data.loading"], ["data"], ["data.__main__"],
+    ["models"], ["deltas"], ["video"], ["checkpoint"], ["generator"],
+    ["losses", "metrics"], ["device"], ["training"],
+    ["plots", "media"], ["generated_video"],
+    ["widgets", "notebook"], ["train", "render"], ["reference"], ["bench"],
+]
+FLOOR = {module: level for level, modules in enumerate(FLOORS) for module in modules}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(path: Path, name: str) -> set[str]:
+    """vidgen_nb modules that ``path`` imports, anywhere in it (the package root left out)."""
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package[: len(package) - node.level + 1]
+            target = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            names = [f"{target}.{a.name}".strip(".") for a in node.names]
+            found |= {n for n in names if n in FLOOR} or ({target} if target in FLOOR else set())
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+            found |= {n.removeprefix("vidgen_nb.") for n in names if n and n.startswith("vidgen_nb.")}
+    return found
+
+
+def test_every_module_has_a_floor():
+    modules = {module_name(p) for p in PACKAGE.rglob("*.py")} - {""}
+    assert modules == set(FLOOR), "add new modules to FLOORS (and to the README's map)"
+
+
+def test_imports_go_down_only():
+    upward = []
+    for path in PACKAGE.rglob("*.py"):
+        name = module_name(path)
+        if not name:
+            continue  # the package's __init__ re-exports from every floor
+        for target in imported_modules(path, name):
+            if FLOOR[target] >= FLOOR[name]:
+                upward.append(f"{name} imports {target}")
+    assert not upward, upward

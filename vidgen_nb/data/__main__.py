@@ -1,0 +1,56 @@
+"""``python -m vidgen_nb.data {check,builtin,preview}``: check, create or preview datasets."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from torchvision.utils import save_image
+
+from .loading import make_loader
+from .scan import DatasetError, scan_image_folder
+from .shapes import builtin_dataset
+
+
+def save_preview(root: str | os.PathLike | None, out: str | os.PathLike, *, n: int = 32,
+                 image_size: int = 64, nrow: int = 8, seed: int = 0) -> Path:
+    """Save a grid of ``n`` random images from a dataset folder as a PNG."""
+    loader = make_loader(root, image_size=image_size, batch_size=n, num_workers=0, seed=seed)
+    x, _ = next(iter(loader))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_image(x, out, nrow=nrow, padding=2, pad_value=1.0)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m vidgen_nb.data", description="Check, create or preview image datasets.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="scan an ImageFolder tree and report what is usable")
+    check.add_argument("folder", help="dataset folder with one sub-folder per class")
+    check.add_argument("--skip-bad", action="store_true",
+                       help="list unusable files instead of failing on them")
+    sub.add_parser("builtin", help="write the built-in dataset if needed and print its folder")
+    preview = sub.add_parser("preview", help="save a grid of images from a dataset")
+    preview.add_argument("--data", default=None, help="dataset folder (default: built-in)")
+    preview.add_argument("--out", required=True, help="PNG file to write")
+    preview.add_argument("--images", type=int, default=32, help="how many images (default 32)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "check":
+            print(scan_image_folder(args.folder, skip_bad=args.skip_bad).summary())
+        elif args.command == "builtin":
+            print(builtin_dataset())
+        else:
+            print(save_preview(args.data, args.out, n=args.images))
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

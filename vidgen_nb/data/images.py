@@ -1,0 +1,72 @@
+"""Any image file to 8-bit RGB, and why a file cannot be used."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def to_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """Convert any Pillow image to 8-bit RGB.
+
+    Transparent pixels (RGBA, LA, palette with transparency) are composited over
+    ``background``; 16-bit and 32-bit greyscale is scaled to 8 bits rather than clipped
+    (Pillow's plain ``convert("RGB")`` turns most 16-bit images white).
+    """
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        a = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
+        if img.mode == "F" and a.max() <= 1.0:
+            top = 1.0
+        img = Image.fromarray(np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        img = img.convert("RGBA")
+        canvas = Image.new("RGBA", img.size, background + (255,))
+        img = Image.alpha_composite(canvas, img)
+    return img.convert("RGB") if img.mode != "RGB" else img
+
+
+def load_rgb(path: str | os.PathLike) -> Image.Image:
+    """Open, fully decode and convert an image file to RGB (the ImageFolder loader)."""
+    with open(path, "rb") as f:
+        img = Image.open(f)
+        img.load()
+    return to_rgb(img)
+
+
+def why_unusable(exc: BaseException) -> str:
+    """A short reason for an exception raised while decoding an image file."""
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return f"too large to decode safely ({exc})"
+    if isinstance(exc, Image.UnidentifiedImageError):
+        return "not an image Pillow can read (wrong extension or corrupt header)"
+    if isinstance(exc, PermissionError):
+        return "no permission to read it"
+    if isinstance(exc, FileNotFoundError):
+        return "file not found (deleted, or a broken symbolic link)"
+    return f"cannot be decoded: {exc}"  # truncated or corrupt data: OSError, SyntaxError
+
+
+def check_file(path: Path) -> str | None:
+    """Why ``path`` cannot be used as an image, or None if it decodes cleanly."""
+    try:
+        if path.stat().st_size == 0:
+            return "empty file (0 bytes)"
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            load_rgb(path)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as exc:
+        return why_unusable(exc)
+    return None
+
+
+def printable(path) -> str:
+    """A path as printable text, even when its name is not valid UTF-8."""
+    return str(path).encode("utf-8", "backslashreplace").decode("utf-8")

@@ -1,0 +1,124 @@
+"""Checking an ImageFolder tree before training: every file decoded once, every problem named."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torchvision import datasets
+
+from .images import check_file, printable
+
+IMAGE_EXTENSIONS = datasets.folder.IMG_EXTENSIONS  # what ImageFolder accepts
+
+EXPECTED_LAYOUT = """\
+expected an ImageFolder layout, one sub-folder per class:
+    {root}/
+        class_a/001.png
+        class_a/002.jpg
+        class_b/003.png"""
+
+
+class DatasetError(ValueError):
+    """A dataset folder cannot be used as it is; the message says why and what to do."""
+
+
+@dataclass
+class ScanReport:
+    """What ``scan_image_folder`` found."""
+
+    root: Path
+    files: dict[str, list[Path]]  # class -> usable image files (classes with none left out)
+    bad: dict[Path, str] = field(default_factory=dict)  # unusable file -> why
+    empty_classes: list[str] = field(default_factory=list)  # sub-folders with no usable image
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Usable images per class."""
+        return {c: len(ps) for c, ps in self.files.items()}
+
+    @property
+    def num_images(self) -> int:
+        return sum(self.counts.values())
+
+    def summary(self) -> str:
+        """A short human-readable report."""
+        lines = [f"{self.root}: {self.num_images} usable images in {len(self.files)} classes"]
+        width = max((len(c) for c in self.files), default=0)
+        lines += [f"  {c:<{width}}  {n}" for c, n in self.counts.items()]
+        if self.empty_classes:
+            lines.append(f"  classes without images (ignored): {', '.join(self.empty_classes)}")
+        if self.bad:
+            lines.append(f"  {len(self.bad)} unusable files (skipped):")
+            lines += [f"    {printable(p)}: {why}" for p, why in sorted(self.bad.items())]
+        return "\n".join(lines)
+
+
+def _visible(name: str) -> bool:
+    return not name.startswith(".")  # skips .ipynb_checkpoints, macOS ._ files, ...
+
+
+def _is_image_name(name: str) -> bool:
+    return _visible(name) and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def scan_image_folder(
+    root: str | os.PathLike, *, skip_bad: bool = False, workers: int | None = None
+) -> ScanReport:
+    """Check an ImageFolder tree before training, decoding every image once.
+
+    Args:
+        root: folder with one sub-folder per class; folders nested inside a class are
+            searched too, as ``ImageFolder`` does. Hidden files and folders are ignored.
+        skip_bad: report unusable files instead of failing; the loader leaves them out.
+        workers: threads used to decode (Pillow releases the GIL while decoding).
+
+    Returns:
+        A ``ScanReport`` with the usable images per class and the unusable files.
+
+    Raises:
+        DatasetError: the folder is missing or not an ImageFolder tree, holds no usable
+            image, or (unless ``skip_bad``) holds files that cannot be decoded; the
+            message names every such file, or shows the expected layout.
+    """
+    root = Path(root)
+    layout = EXPECTED_LAYOUT.format(root=root)
+    if not root.exists():
+        raise DatasetError(f"dataset folder {root} does not exist\n{layout}")
+    if not root.is_dir():
+        raise DatasetError(f"dataset path {root} is a file, not a folder\n{layout}")
+    entries = sorted(root.iterdir())
+    class_dirs = [d for d in entries if d.is_dir() and _visible(d.name)]
+    loose = [p for p in entries if p.is_file() and _is_image_name(p.name)]
+    if not class_dirs:
+        if loose:
+            raise DatasetError(
+                f"dataset folder {root} holds {len(loose)} images but no class sub-folders\n"
+                f"{layout}\nmove the images into a sub-folder, e.g. {root / 'images'}/")
+        raise DatasetError(f"dataset folder {root} is empty\n{layout}")
+
+    candidates = {
+        d.name: sorted(Path(dirpath) / name
+                       for dirpath, dirnames, names in os.walk(d, followlinks=True)
+                       if not any(part.startswith(".") for part in Path(dirpath).relative_to(d).parts)
+                       for name in names if _is_image_name(name))
+        for d in class_dirs
+    }
+    every = [p for ps in candidates.values() for p in ps]
+    with ThreadPoolExecutor(workers or min(8, (os.cpu_count() or 1) + 1)) as pool:
+        bad = {p: why for p, why in zip(every, pool.map(check_file, every)) if why}
+    usable = {c: [p for p in ps if p not in bad] for c, ps in candidates.items()}
+    report = ScanReport(root=root, files={c: ps for c, ps in usable.items() if ps}, bad=bad,
+                        empty_classes=[c for c, ps in usable.items() if not ps])
+    if bad and not skip_bad:
+        listing = "\n".join(f"  {printable(p)}: {why}" for p, why in sorted(bad.items()))
+        raise DatasetError(
+            f"{len(bad)} of {len(every)} image files in {root} cannot be used:\n{listing}\n"
+            "fix or remove them, or skip them (skip_bad=True, or --skip-bad on the command line)")
+    if report.num_images == 0:
+        raise DatasetError(
+            f"dataset folder {root} has class sub-folders ({', '.join(candidates)}) but no "
+            f"image files in them (extensions: {' '.join(IMAGE_EXTENSIONS)})\n{layout}")
+    return report

@@ -1,0 +1,131 @@
+"""The built-in dataset: coloured shapes on varied backgrounds, written as an ImageFolder tree.
+
+Generated, never downloaded: 4 classes (circle, square, triangle, star), each image a
+filled shape with an outline on a two-colour gradient with faint stripes, drawn at
+twice the size and downsampled. The same seed gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+CLASSES = ("circle", "square", "triangle", "star")
+BUILTIN_VERSION = 1  # bump when the generator changes, so caches are rebuilt
+
+
+def cache_dir() -> Path:
+    """Where the kit keeps generated data: ``$VIDGEN_NB_CACHE``, else the XDG cache."""
+    if "VIDGEN_NB_CACHE" in os.environ:
+        return Path(os.environ["VIDGEN_NB_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "vidgen_nb"
+
+
+def _background(rng: random.Random, size: int) -> np.ndarray:
+    """A smooth two-colour gradient in a random direction, with faint stripes."""
+    c0 = np.array([rng.randint(0, 255) for _ in range(3)], dtype=np.float32)
+    c1 = np.array([rng.randint(0, 255) for _ in range(3)], dtype=np.float32)
+    angle = rng.uniform(0, 2 * math.pi)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / (size - 1)
+    t = (np.cos(angle) * (xx - 0.5) + np.sin(angle) * (yy - 0.5)) * 0.9 + 0.5
+    stripes = rng.uniform(0, 12) * np.sin(2 * math.pi * rng.uniform(2, 8) * t)
+    img = c0 + np.clip(t, 0, 1)[..., None] * (c1 - c0) + stripes[..., None]
+    return np.clip(img, 0, 255).astype(np.uint8)  # (H, W, 3)
+
+
+def _shape_points(kind: str, cx: float, cy: float, r: float, rot: float) -> list:
+    """Polygon vertices of a square, triangle or five-pointed star."""
+    if kind == "square":
+        radii, n = [r] * 4, 4
+    elif kind == "triangle":
+        radii, n = [r] * 3, 3
+    else:  # star: alternate outer and inner radius
+        radii, n = [r if i % 2 == 0 else 0.45 * r for i in range(10)], 10
+    return [
+        (cx + radii[i] * math.cos(rot + 2 * math.pi * i / n),
+         cy + radii[i] * math.sin(rot + 2 * math.pi * i / n))
+        for i in range(n)
+    ]
+
+
+def render_shape(kind: str, rng: random.Random, size: int = 128) -> Image.Image:
+    """One RGB image of a coloured ``kind`` shape on a random gradient background.
+
+    Drawn at twice the size and downsampled, which smooths the edges.
+    """
+    if kind not in CLASSES:
+        raise ValueError(f"kind={kind!r} is not a built-in class; choose from {CLASSES}")
+    big = 2 * size
+    img = Image.fromarray(_background(rng, big))
+    draw = ImageDraw.Draw(img)
+    r = rng.uniform(0.18, 0.32) * big
+    cx, cy = (rng.uniform(r, big - r) for _ in range(2))
+    fill = tuple(rng.randint(0, 255) for _ in range(3))
+    outline = tuple(255 - c for c in fill)
+    width = rng.randint(0, 6)
+    if kind == "circle":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill, outline=outline, width=width)
+    else:
+        points = _shape_points(kind, cx, cy, r, rng.uniform(0, 2 * math.pi))
+        draw.polygon(points, fill=fill, outline=outline, width=width)
+    return img.resize((size, size), Image.Resampling.LANCZOS)
+
+
+def _is_complete(root: Path, manifest: dict) -> bool:
+    try:
+        found = json.loads((root / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if found != manifest:
+        return False
+    return all(
+        len(list((root / c).glob("*.png"))) == manifest["per_class"] for c in manifest["classes"]
+    )
+
+
+def builtin_dataset(
+    root: str | os.PathLike | None = None, *, per_class: int = 100, size: int = 128, seed: int = 0
+) -> Path:
+    """Return the folder of the built-in shapes dataset, writing it first if needed.
+
+    The tree is ``root/<class>/<index>.png`` for the classes in ``CLASSES``
+    (``per_class`` images each, ``size`` x ``size`` RGB PNG). The same seed gives the
+    same bytes. A folder that is missing, incomplete or made with other settings is
+    rebuilt; a complete one is reused as it is. Writing goes to a temporary folder that
+    is renamed into place, so an interrupted run never leaves a half-written dataset.
+    """
+    if per_class < 1 or size < 8:
+        raise ValueError(f"per_class={per_class}, size={size}: need per_class >= 1, size >= 8")
+    if root is None:
+        root = cache_dir() / f"shapes-v{BUILTIN_VERSION}-{size}px-{per_class}x{len(CLASSES)}-seed{seed}"
+    root = Path(root)
+    manifest = dict(version=BUILTIN_VERSION, classes=list(CLASSES), per_class=per_class,
+                    size=size, seed=seed)
+    if _is_complete(root, manifest):
+        return root
+
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        for k, kind in enumerate(CLASSES):
+            (tmp / kind).mkdir()
+            # One generator per class: adding images to one class leaves the others alone.
+            rng = random.Random(seed * 1000 + k)
+            for i in range(per_class):
+                render_shape(kind, rng, size).save(tmp / kind / f"{i:04d}.png", optimize=False)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        if root.exists():
+            shutil.rmtree(root)
+        os.replace(tmp, root)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root

@@ -1,0 +1,115 @@
+"""Videos a trained generator makes (``vidgen-video`` renders them).
+
+``latent_walk``: a smooth loop through latent space; ``delta_sweep``: one image, the
+delta scale swept 0 -> 1 -> 0 -> -1; ``feedback_video``: each frame decoded with the
+delta the predictor infers from the frames before it. Each takes a ``Generator`` and
+returns videos (N, T, C, H, W) in [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .generator import Generator
+
+
+def _need_predictor(generator: Generator, mode: str) -> None:
+    if generator.predictor is None:
+        raise ValueError(f"mode {mode!r} needs the weight predictor, and this model was "
+                         "trained without one (--no-predictor)")
+
+
+def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation between noise vectors (..., D) at fractions t (...)."""
+    cos = (F.normalize(z0, dim=-1) * F.normalize(z1, dim=-1)).sum(-1).clamp(-1 + 1e-7, 1 - 1e-7)
+    omega = torch.acos(cos)[..., None]
+    t = t[..., None]
+    return (torch.sin((1 - t) * omega) * z0 + torch.sin(t * omega) * z1) / torch.sin(omega)
+
+
+@torch.no_grad()
+def latent_walk(generator: Generator, num_videos: int = 4, num_frames: int = 24, *,
+                keyframes: int = 3, loop: bool = True, use_delta: bool = True, scale: float = 1.0,
+                seed: int = 0) -> torch.Tensor:
+    """Frames decoded along a smooth path through latent space -> (N, T, C, H, W).
+
+    The path visits ``keyframes`` random noise vectors by spherical interpolation (and,
+    with ``loop``, returns to the first, so the video loops seamlessly). With
+    ``use_delta`` every frame is decoded with its own predicted delta, times ``scale``.
+    All N x T frames are decoded as one batch.
+    """
+    if use_delta:
+        _need_predictor(generator, "latent-walk with deltas")
+    keys = generator.sample_z(num_videos * keyframes, seed=seed)
+    keys = keys.view(num_videos, keyframes, -1)  # (N * K, D) -> (N, K, D)
+    if loop:
+        keys = torch.cat([keys, keys[:, :1]], 1)
+    segments = keys.shape[1] - 1
+    pos = (torch.arange(num_frames) / num_frames * segments if loop
+           else torch.linspace(0, segments, num_frames)).to(keys.device)
+    idx = pos.floor().long().clamp(max=segments - 1)
+    z = slerp(keys[:, idx], keys[:, idx + 1], (pos - idx).expand(num_videos, -1))  # (N, T, D)
+    z = z.reshape(num_videos * num_frames, -1)
+    x = generator.vae.decode(z)
+    if use_delta:
+        x = generator.deltas.decode(z, generator.predict_delta(x, seed=seed), scale=scale)
+    return x.view(num_videos, num_frames, *x.shape[1:])
+
+
+@torch.no_grad()
+def delta_sweep(generator: Generator, num_videos: int = 4, num_frames: int = 24, *,
+                amplitude: float = 1.0, seed: int = 0) -> torch.Tensor:
+    """One noise vector per video, the delta scale swept 0 -> a -> 0 -> -a -> (N, T, C, H, W).
+
+    Each video's delta is predicted once from its base image; frame t is decoded with
+    theta + s_t * delta, s_t = amplitude * sin(2 pi t / T). Frame 0 (s = 0) is exactly
+    the base decode.
+    """
+    _need_predictor(generator, "delta-sweep")
+    z = generator.sample_z(num_videos, seed=seed)  # (N, D)
+    delta = generator.predict_delta(generator.vae.decode(z), seed=seed)  # (N, WEIGHT_UPDATE_SIZE)
+    s = amplitude * torch.sin(2 * math.pi * torch.arange(num_frames, device=z.device) / num_frames)
+    deltas = (delta[:, None] * s[None, :, None]).reshape(num_videos * num_frames, -1)
+    x = generator.deltas.decode(z.repeat_interleave(num_frames, 0), deltas)
+    return x.view(num_videos, num_frames, *x.shape[1:])
+
+
+@torch.no_grad()
+def feedback_video(generator: Generator, num_videos: int = 4, num_frames: int = 24, *,
+                   scale: float = 1.0, damping: float = 0.0, seed: int = 0) -> tuple[torch.Tensor, dict]:
+    """A video the weight predictor drives: frame t+1 is decoded with theta + s * delta_t.
+
+    delta_t is what the predictor infers from the last T frames generated so far (its
+    own number of frames; at the start the first frame fills the window). Every frame
+    decodes the same noise vector, so only the weights change. ``damping`` in [0, 1)
+    smooths delta over time: d_t <- damping * d_(t-1) + (1 - damping) * d_t.
+
+    Returns:
+        video (N, T, C, H, W), and per frame (N, T) figures: ``delta_ratio``
+        (||s * delta_t|| / ||theta|| over the adjusted weights) and ``change`` (mean
+        absolute difference from the previous frame).
+    """
+    _need_predictor(generator, "feedback")
+    if not 0 <= damping < 1:
+        raise ValueError(f"damping={damping!r}: expected a number in [0, 1)")
+    window = generator.num_frames
+    params = dict(generator.vae.named_parameters())
+    theta = torch.sqrt(sum(params[n].square().sum() for n in generator.deltas.names))
+    z = generator.sample_z(num_videos, seed=seed)
+    frames = [generator.vae.decode(z)]  # frame 0: the base weights
+    ratios = [torch.zeros(num_videos, device=z.device)]
+    delta = None
+    for _ in range(1, num_frames):
+        recent = frames[-window:]
+        recent = [recent[0]] * (window - len(recent)) + recent  # pad at the start
+        new = generator.predictor(torch.stack(recent, 1))  # (N, window, C, H, W) -> (N, WEIGHT_UPDATE_SIZE)
+        delta = new if delta is None else damping * delta + (1 - damping) * new
+        frames.append(generator.deltas.decode(z, delta, scale=scale))
+        ratios.append(abs(scale) * delta.norm(dim=1) / theta)
+    video = torch.stack(frames, 1)
+    change = torch.cat([torch.zeros(num_videos, 1, device=z.device),
+                        (video[:, 1:] - video[:, :-1]).abs().mean(dim=(2, 3, 4))], 1)
+    return video, {"delta_ratio": torch.stack(ratios, 1).cpu(), "change": change.cpu()}

@@ -1,0 +1,135 @@
+"""The generator: the VAE's decoder, with weights the predictor adjusts for each image.
+
+``Generator.generate(z)`` is the one definition of a generated image, used by training,
+samples, SWD, the widgets and the generated videos alike:
+
+    x_base = decoder(z; theta)                    the base decode
+    video  = synthetic_video(x_base)              (B, T, C, H, W)
+    delta  = predictor(video)                     (B, WEIGHT_UPDATE_SIZE)
+    x      = decoder(z; theta + scale * delta)    the generated image
+
+Without a predictor (the plain VAE-WGAN-GP) it is decoder(z; theta).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+from torch import nn
+
+from .checkpoint import load_checkpoint, stored_config
+from .config import Config
+from .deltas import WeightDeltas
+from .models import VAE, WeightPredictor3DCNN
+from .video import synthetic_video
+
+
+class Generator(nn.Module):
+    """The VAE, the optional weight predictor and the selection of weights it adjusts.
+
+    Args:
+        config: the run's configuration (delta targets and mode, frames, video settings).
+        vae: the VAE whose decoder generates.
+        predictor: its output width must be the selection's ``weight_update_size``;
+            None for the plain VAE-WGAN-GP.
+
+    ``Generator.build(config)`` makes fresh networks; ``from_checkpoint`` loads them.
+    """
+
+    def __init__(self, config: Config, vae: VAE, predictor: WeightPredictor3DCNN | None):
+        super().__init__()
+        self.config, self.vae, self.predictor = config, vae, predictor
+        m = config.model
+        self.deltas = WeightDeltas(vae, m.delta_targets, m.delta_mode)
+        if predictor is not None and predictor.output_size != self.deltas.weight_update_size:
+            raise ValueError(f"predictor output_size={predictor.output_size}: expected "
+                             f"WEIGHT_UPDATE_SIZE = {self.deltas.weight_update_size} for the "
+                             f"targets {m.delta_targets}")
+
+    @staticmethod
+    def new_predictor(config: Config, vae: VAE) -> WeightPredictor3DCNN:
+        """A fresh predictor sized for the weights ``config`` selects in ``vae``."""
+        size = WeightDeltas(vae, config.model.delta_targets).weight_update_size
+        return WeightPredictor3DCNN.from_config(config.model, size)
+
+    @classmethod
+    def build(cls, config: Config) -> "Generator":
+        """Fresh networks for ``config`` (with a predictor when ``use_predictor``)."""
+        vae = VAE(config.model)
+        predictor = cls.new_predictor(config, vae) if config.train.use_predictor else None
+        return cls(config, vae, predictor)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "Generator":
+        """A training checkpoint's generator (in eval mode), without critic or optimisers.
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: not a vidgen_nb checkpoint, or its weights do not fit its config.
+        """
+        try:
+            state = load_checkpoint(path)
+        except ValueError as exc:
+            raise ValueError(f"{path} is not a vidgen_nb checkpoint ({exc})") from None
+        config = stored_config(state, path)
+        vae = VAE(config.model)
+        predictor = cls.new_predictor(config, vae) if state.get("predictor") is not None else None
+        try:
+            vae.load_state_dict(state["vae"])
+            if predictor is not None:
+                predictor.load_state_dict(state["predictor"])
+        except RuntimeError as exc:
+            raise ValueError(f"{path}: its weights do not fit its own config: "
+                             f"{str(exc).splitlines()[-1].strip()[:300]}") from None
+        return cls(config, vae, predictor).to(device).eval()
+
+    @property
+    def num_frames(self) -> int:
+        """T, the frames of the synthetic video the predictor watches."""
+        return self.config.model.num_frames
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.vae.parameters()).device
+
+    def predict_delta(self, images: torch.Tensor, *, seed: int | None = None) -> torch.Tensor:
+        """Images (B, C, H, W) -> their synthetic videos -> delta (B, WEIGHT_UPDATE_SIZE).
+
+        ``seed`` fixes the video's randomness (else the global random stream is used).
+        """
+        if self.predictor is None:
+            raise ValueError("this generator has no weight predictor (trained with --no-predictor)")
+        video = synthetic_video(images, self.num_frames, self.config.video, seed=seed)
+        return self.predictor(video)  # (B, T, C, H, W) -> (B, WEIGHT_UPDATE_SIZE)
+
+    def generate(self, z: torch.Tensor, *, scale: float = 1.0, seed: int | None = None,
+                 return_delta: bool = False):
+        """Noise vectors (B, latent_dim) -> generated images (B, C, H, W) in [0, 1].
+
+        With the predictor: decode, make the synthetic video, predict delta, decode again
+        with theta + scale * delta. ``seed`` fixes the video's randomness. With
+        ``return_delta``, returns (images, delta), delta None without a predictor.
+        """
+        if self.predictor is None:
+            x = self.vae.decode(z)
+            return (x, None) if return_delta else x
+        # With only the output layer patched, both decodes share every layer before it.
+        h = self.vae.decoder.features(z) if self.deltas.output_layer_only else None
+        with torch.no_grad() if self.config.video.detach else contextlib.nullcontext():
+            base = self.vae.decode(z) if h is None else self.vae.decoder(h, from_features=True)
+        delta = self.predict_delta(base, seed=seed)
+        x = self.deltas.decode(z, delta, scale=scale, features=h)
+        return (x, delta) if return_delta else x
+
+    def sample_z(self, n: int, *, seed: int | None = None) -> torch.Tensor:
+        """n noise vectors (n, latent_dim) from N(0, I) on the generator's device.
+
+        With ``seed``, drawn on the CPU from their own generator (the same vectors on
+        any device, and the global random stream untouched); else from the global stream.
+        """
+        if seed is None:
+            return self.vae.sample_z(n)
+        g = torch.Generator().manual_seed(seed)
+        return torch.randn(n, self.vae.latent_dim, generator=g).to(self.device)
