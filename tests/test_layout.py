@@ -7,7 +7,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "vidgen_nb"
 
 # Bottom to top, as the README's "How the code is laid out" lists them.
 FLOORS = [
-    ["config"],
+    ["config", "files"],
     ["data.images", "data.shapes"], ["data.scan"], ["data.loading"], ["data"], ["data.__main__"],
     ["models"], ["deltas"], ["video"], ["checkpoint"], ["generator"],
     ["losses", "metrics"], ["device"], ["training"],

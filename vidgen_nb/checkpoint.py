@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from .config import Config
+from .files import atomic_write
 
 CHECKPOINT = "checkpoint.pt"  # the file name inside a run folder
 RUNS = Path("runs")  # run folders, relative to the current folder
@@ -45,28 +46,10 @@ def find_run(name: str = "main", start: str | os.PathLike | None = None) -> Path
 
 
 def save_atomic(obj, path: str | os.PathLike) -> Path:
-    """torch.save to a temporary file beside ``path``, flush to disk, then rename.
-
-    A crash at any moment leaves either the old file or the new one, never half of one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def remove_stale_writes(folder: Path) -> None:
-    """Delete the temporary files that a killed ``save_atomic`` left in ``folder``."""
-    for stale in folder.glob(f".{CHECKPOINT}.tmp*"):
-        stale.unlink(missing_ok=True)
+    """torch.save ``obj`` to ``path`` through ``atomic_write``."""
+    with atomic_write(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

@@ -16,6 +16,8 @@ from matplotlib.figure import Figure
 from PIL import Image
 from torchvision.utils import make_grid
 
+from .files import atomic_write
+
 
 def _to_uint8_frames(video: torch.Tensor, nrow: int | None = None) -> list[Image.Image]:
     """(T, C, H, W) or (B, T, C, H, W) in [0, 1] -> T PIL images (a grid of B per frame)."""
@@ -43,11 +45,10 @@ def save_gif(video: torch.Tensor, path: str | os.PathLike, *, fps: float = 8, sc
     if scale > 1:
         frames = [f.resize((f.width * scale, f.height * scale), Image.Resampling.NEAREST)
                   for f in frames]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frames[0].save(path, save_all=True, append_images=frames[1:], loop=0,
-                   duration=round(1000 / fps), disposal=2)
-    return path
+    with atomic_write(path) as tmp:
+        frames[0].save(tmp, save_all=True, append_images=frames[1:], loop=0,
+                       duration=round(1000 / fps), disposal=2)
+    return Path(path)
 
 
 def save_mp4(video: torch.Tensor, path: str | os.PathLike, *, fps: float = 8, scale: int = 1) -> Path:
@@ -60,10 +61,9 @@ def save_mp4(video: torch.Tensor, path: str | os.PathLike, *, fps: float = 8, sc
     frames = _to_uint8_frames(video)
     size = (frames[0].width * scale // 2 * 2, frames[0].height * scale // 2 * 2)  # even sizes
     arrays = [np.asarray(f.convert("RGB").resize(size, Image.Resampling.NEAREST)) for f in frames]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    iio.imwrite(path, np.stack(arrays), fps=fps, extension=".mp4")
-    return path
+    with atomic_write(path) as tmp:
+        iio.imwrite(tmp, np.stack(arrays), fps=fps, extension=".mp4")
+    return Path(path)
 
 
 def html_video(video: torch.Tensor, *, fps: float = 8, scale: int = 4):

@@ -7,6 +7,7 @@ Writes a GIF (or an MP4, when the name ends in .mp4 and imageio can write one).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -43,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("frames", "videos"):
         if getattr(args, name) < 1:
             return fail(f"--{name} {getattr(args, name)}: expected a positive integer")
+    if not math.isfinite(args.fps) or args.fps <= 0:
+        return fail(f"--fps {args.fps}: expected a number of frames per second > 0")
+    if not math.isfinite(args.scale) or not math.isfinite(args.damping):
+        return fail(f"--scale {args.scale}, --damping {args.damping}: expected finite numbers")
     try:
         generator = Generator.from_checkpoint(args.checkpoint, args.device)
     except FileNotFoundError:

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch.distributed as dist
 
 from .checkpoint import CHECKPOINT, RUNS
+from .files import atomic_write
 from .config import PRESETS, Config
 from .data import DatasetError
 from .device import PRECISIONS, pick_device
@@ -179,7 +180,8 @@ def finish_run(trainer: Trainer) -> list[Path]:
     out = trainer.out
     samples = trainer.save_samples(out / "samples.png")
     losses = out / "losses.png"
-    plot_losses(trainer.history, title=f"training, step {trainer.step}").savefig(losses, dpi=80)
+    with atomic_write(losses) as tmp:
+        plot_losses(trainer.history, title=f"training, step {trainer.step}").savefig(tmp, dpi=80)
     generated = trainer.samples(8)
     video = synthetic_video(generated, trainer.config.model.num_frames, trainer.config.video, seed=0)
     gif = save_gif(video, out / "videos.gif", fps=6, scale=max(1, 64 // trainer.config.model.image_size))

@@ -33,11 +33,11 @@ from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
 from . import __version__
-from .checkpoint import (CHECKPOINT, check_same_model, load_checkpoint, remove_stale_writes,
-                         save_atomic, stored_config)
+from .checkpoint import CHECKPOINT, check_same_model, load_checkpoint, save_atomic, stored_config
 from .config import Config
 from .data import ResumableBatchSampler, check_batch_size, endless_batches, load_dataset
 from .device import any_process, autocast, init_distributed, replicas_agree, resolve_precision
+from .files import atomic_write, lock_folder, remove_stale_writes
 from .generator import Generator
 from .losses import critic_loss, generator_adversarial_loss, vae_loss
 from .metrics import swd
@@ -86,6 +86,9 @@ class Trainer:
             bfloat16, on CUDA or on a CPU with bf16 instructions), or ``auto`` (bf16 on
             CUDA, fp32 elsewhere). Not stored in checkpoints: it belongs to the machine.
         callback: called as ``callback(trainer, metrics)`` every ``log_every`` steps.
+        overwrite: replace the run ``out`` already holds; without it such a folder is
+            refused (continue a run with ``Trainer.from_checkpoint``). While a trainer
+            writes to ``out``, no other process may (a lock file, ``.lock``).
 
     Attributes:
         generator: the ``Generator`` (VAE, predictor, weight deltas) being trained.
@@ -97,12 +100,19 @@ class Trainer:
 
     def __init__(self, config: Config, *, data=None, out=None, device=None, skip_bad=False,
                  progress: bool = True, callback: Callable | None = None, verbose: bool = False,
-                 precision: str = "auto"):
+                 precision: str = "auto", overwrite: bool = False):
         self.config, m, t = config, config.model, config.train
         self.rank, self.world_size, self.device = init_distributed(device)
         self.precision = resolve_precision(precision, self.device)
         self.is_main = self.rank == 0  # only rank 0 writes files and shows progress
         self.out = Path(out) if out is not None and self.is_main else None
+        if self.out:
+            if (self.out / CHECKPOINT).exists() and not overwrite:
+                raise ValueError(
+                    f"out={self.out}: already holds a run ({self.out / CHECKPOINT}); continue it "
+                    "with Trainer.from_checkpoint (vidgen-train --resume auto), choose another "
+                    "folder, or pass overwrite=True to replace it")
+            lock_folder(self.out)
         self.progress, self.callback = progress and self.is_main, callback
         self.step, self.batches_seen, self.history = 0, 0, []
         self._stop_signal = None  # set by SIGINT / SIGTERM during train()
@@ -144,7 +154,8 @@ class Trainer:
         self.fixed_z = torch.randn(max(64, t.swd_images), m.latent_dim, generator=g).to(self.device)
         if self.out:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
+            with atomic_write(self.out / "config.json") as tmp:
+                tmp.write_text(json.dumps(config.to_dict(), indent=1))
             remove_stale_writes(self.out)
 
     @property
@@ -323,10 +334,9 @@ class Trainer:
 
     def save_samples(self, path: str | os.PathLike, n: int = 64) -> Path:
         """A grid of images generated from the fixed noise vectors, as a PNG."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_image(self.samples(n), path, nrow=8, padding=2, pad_value=1.0)
-        return path
+        with atomic_write(path) as tmp:
+            save_image(self.samples(n), tmp, nrow=8, padding=2, pad_value=1.0)
+        return Path(path)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -369,14 +379,26 @@ class Trainer:
         ``kwargs`` go to ``Trainer`` (data, out, device, ...); the config is the saved one.
         """
         state = load_checkpoint(path)
-        trainer = cls(stored_config(state, path), **kwargs)
+        out = kwargs.get("out")
+        held = Path(out) / CHECKPOINT if out is not None else None
+        if held is not None and held.exists() and not os.path.samefile(held, path):
+            raise ValueError(f"out={out}: already holds another run ({held}); continuing {path} "
+                             "there would replace it; choose another folder")
+        trainer = cls(stored_config(state, path), overwrite=True, **kwargs)
         trainer.load_state_dict(state)
-        if trainer.out and (trainer.out / "metrics.jsonl").exists():
-            # Keep the records up to the checkpoint: later ones belong to lost steps.
-            lines = (trainer.out / "metrics.jsonl").read_text().splitlines()
-            trainer.history = [r for r in map(json.loads, filter(None, lines))
-                               if r["step"] <= trainer.step]
-            tmp = trainer.out / ".metrics.jsonl.tmp"
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in trainer.history))
-            os.replace(tmp, trainer.out / "metrics.jsonl")
+        metrics = trainer.out / "metrics.jsonl" if trainer.out else None
+        if metrics and metrics.exists():
+            # Keep the records up to the checkpoint: later ones belong to lost steps. A
+            # line cut short (a crash or a full disk mid-write) is dropped.
+            records = []
+            for line in metrics.read_text(errors="replace").splitlines():
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and isinstance(record.get("step"), int):
+                    records.append(record)
+            trainer.history = [r for r in records if r["step"] <= trainer.step]
+            with atomic_write(metrics) as tmp:
+                tmp.write_text("".join(json.dumps(r) + "\n" for r in trainer.history))
         return trainer

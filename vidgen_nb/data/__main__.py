@@ -9,6 +9,7 @@ from pathlib import Path
 
 from torchvision.utils import save_image
 
+from ..files import atomic_write
 from .loading import make_loader
 from .scan import DatasetError, scan_image_folder
 from .shapes import builtin_dataset
@@ -19,10 +20,9 @@ def save_preview(root: str | os.PathLike | None, out: str | os.PathLike, *, n: i
     """Save a grid of ``n`` random images from a dataset folder as a PNG."""
     loader = make_loader(root, image_size=image_size, batch_size=n, num_workers=0, seed=seed)
     x, _ = next(iter(loader))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_image(x, out, nrow=nrow, padding=2, pad_value=1.0)
-    return out
+    with atomic_write(out) as tmp:
+        save_image(x, tmp, nrow=nrow, padding=2, pad_value=1.0)
+    return Path(out)
 
 
 def main(argv: list[str] | None = None) -> int:

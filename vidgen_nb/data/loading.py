@@ -37,13 +37,19 @@ class CheckedImageFolder(datasets.ImageFolder):
     """
 
     def __init__(self, report: ScanReport, image_size: int):
-        self._classes = list(report.files)
-        good = {os.path.normpath(p) for ps in report.files.values() for p in ps}
-        super().__init__(str(report.root), transform=image_transform(image_size), loader=load_rgb,
-                         is_valid_file=lambda p: os.path.normpath(p) in good)
+        self._report = report
+        super().__init__(str(report.root), transform=image_transform(image_size), loader=load_rgb)
 
     def find_classes(self, directory):
-        return self._classes, {c: i for i, c in enumerate(self._classes)}
+        classes = list(self._report.files)
+        return classes, {c: i for i, c in enumerate(classes)}
+
+    def make_dataset(self, directory, class_to_idx, *args, **kwargs):
+        """(path, class index) for the report's files, in ImageFolder's order (class, then
+        folder, then name), without walking the folder again: ImageFolder's own walk
+        would loop forever on a symbolic-link loop."""
+        return [(str(p), class_to_idx[c]) for c in sorted(class_to_idx)
+                for p in sorted(self._report.files[c], key=lambda p: (str(p.parent), p.name))]
 
     def __getitem__(self, index: int):
         path, _ = self.samples[index]

@@ -33,6 +33,7 @@ class ScanReport:
     files: dict[str, list[Path]]  # class -> usable image files (classes with none left out)
     bad: dict[Path, str] = field(default_factory=dict)  # unusable file -> why
     empty_classes: list[str] = field(default_factory=list)  # sub-folders with no usable image
+    skipped_folders: dict[Path, str] = field(default_factory=dict)  # folder not walked -> why
 
     @property
     def counts(self) -> dict[str, int]:
@@ -50,10 +51,51 @@ class ScanReport:
         lines += [f"  {c:<{width}}  {n}" for c, n in self.counts.items()]
         if self.empty_classes:
             lines.append(f"  classes without images (ignored): {', '.join(self.empty_classes)}")
+        if self.skipped_folders:
+            lines.append(f"  {len(self.skipped_folders)} folders not read:")
+            lines += [f"    {printable(d)}: {why}" for d, why in sorted(self.skipped_folders.items())]
         if self.bad:
             lines.append(f"  {len(self.bad)} unusable files (skipped):")
             lines += [f"    {printable(p)}: {why}" for p, why in sorted(self.bad.items())]
         return "\n".join(lines)
+
+
+def _image_files(folder: Path, seen: set[str], skipped: dict[Path, str]) -> list[Path]:
+    """Image files under ``folder``, sorted, walking every real folder once.
+
+    Symbolic links are followed, as ``ImageFolder`` does, but a folder reached a second
+    time (a link loop, or a link to a folder already walked) is not walked again; it is
+    recorded in ``skipped`` with the reason, as is a folder that cannot be read.
+    """
+    found, stack = [], [folder]
+    while stack:
+        here = stack.pop()
+        real = os.path.realpath(here)
+        if real in seen:
+            inside = os.path.commonpath([real, os.path.realpath(folder)]) == real
+            skipped[here] = ("a symbolic link loop: it leads back to " + printable(real) if inside
+                             else f"already read as {printable(real)} (a symbolic link to it)")
+            continue
+        seen.add(real)
+        try:
+            with os.scandir(here) as entries:
+                entries = sorted(entries, key=lambda e: e.name)
+        except OSError as exc:
+            skipped[here] = f"cannot be read ({exc.strerror or type(exc).__name__})"
+            continue
+        for entry in entries:
+            if not _visible(entry.name):
+                continue
+            path = Path(here) / entry.name
+            try:
+                is_dir = entry.is_dir()  # follows links
+            except OSError:
+                is_dir = False
+            if is_dir:
+                stack.append(path)
+            elif _is_image_name(entry.name):
+                found.append(path)
+    return sorted(found)
 
 
 def _visible(name: str) -> bool:
@@ -99,19 +141,23 @@ def scan_image_folder(
                 f"{layout}\nmove the images into a sub-folder, e.g. {root / 'images'}/")
         raise DatasetError(f"dataset folder {root} is empty\n{layout}")
 
-    candidates = {
-        d.name: sorted(Path(dirpath) / name
-                       for dirpath, dirnames, names in os.walk(d, followlinks=True)
-                       if not any(part.startswith(".") for part in Path(dirpath).relative_to(d).parts)
-                       for name in names if _is_image_name(name))
-        for d in class_dirs
-    }
+    seen: set[str] = set()  # real paths of the folders walked so far
+    skipped: dict[Path, str] = {}
+    candidates = {d.name: _image_files(d, seen, skipped) for d in class_dirs}
+    unreadable = {d: why for d, why in skipped.items() if why.startswith("cannot be read")}
+    if unreadable and not skip_bad:
+        listing = "\n".join(f"  {printable(d)}: {why}" for d, why in sorted(unreadable.items()))
+        raise DatasetError(
+            f"{len(unreadable)} folders in {root} cannot be read, so their images would be left "
+            f"out:\n{listing}\nmake them readable, or skip them (skip_bad=True, or --skip-bad on "
+            "the command line)")
     every = [p for ps in candidates.values() for p in ps]
     with ThreadPoolExecutor(workers or min(8, (os.cpu_count() or 1) + 1)) as pool:
         bad = {p: why for p, why in zip(every, pool.map(check_file, every)) if why}
     usable = {c: [p for p in ps if p not in bad] for c, ps in candidates.items()}
     report = ScanReport(root=root, files={c: ps for c, ps in usable.items() if ps}, bad=bad,
-                        empty_classes=[c for c, ps in usable.items() if not ps])
+                        empty_classes=[c for c, ps in usable.items() if not ps],
+                        skipped_folders=skipped)
     if bad and not skip_bad:
         listing = "\n".join(f"  {printable(p)}: {why}" for p, why in sorted(bad.items()))
         raise DatasetError(
