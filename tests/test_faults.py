@@ -6,10 +6,11 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from PIL import Image
 
 from vidgen_nb import Config, builtin_dataset
-from vidgen_nb.data import DatasetError, load_dataset, scan_image_folder
+from vidgen_nb.data import DatasetError, load_dataset, scan, scan_image_folder
 from vidgen_nb.files import LOCK, atomic_write, lock_folder
 from vidgen_nb.media import save_gif
 from vidgen_nb.render import main as render_main
@@ -62,18 +63,23 @@ def test_a_class_folder_linked_to_another_is_not_counted_twice(tmp_path):
     assert report.num_images == 4 and "already read" in report.skipped_folders[root / "c"]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every folder")
-def test_an_unreadable_folder_is_named_not_dropped(tmp_path):
+def test_an_unreadable_folder_is_named_not_dropped(tmp_path, monkeypatch):
     root = tiny_tree(tmp_path / "tree")
     (root / "a" / "sub").mkdir()
     Image.new("RGB", (8, 8)).save(root / "a" / "sub" / "x.png")
-    (root / "a" / "sub").chmod(0)
-    try:
-        with pytest.raises(DatasetError, match="cannot be read"):
-            scan_image_folder(root)
-        assert scan_image_folder(root, skip_bad=True).num_images == 4
-    finally:
-        (root / "a" / "sub").chmod(0o755)
+    real_scandir = os.scandir
+
+    def scandir(path):  # as chmod 0 does for anyone but root
+        if os.path.basename(path) == "sub":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(scan.os, "scandir", scandir)
+    with pytest.raises(DatasetError, match=r"1 folders in .* cannot be read[^\n]*\n.*sub: cannot be read "
+                                           r"\(Permission denied\)"):
+        scan_image_folder(root)
+    report = scan_image_folder(root, skip_bad=True)
+    assert report.num_images == 4 and "cannot be read" in report.skipped_folders[root / "a" / "sub"]
 
 
 # ---------------------------------------------------------------- run folders
@@ -137,15 +143,22 @@ def test_a_failed_write_leaves_the_old_file(tmp_path):
     assert path.read_text() == "old" and os.listdir(tmp_path) == ["keep.txt"]
 
 
-def test_a_gif_that_cannot_be_written_leaves_the_old_one(tmp_path):
-    import torch
-
+def test_a_gif_that_cannot_be_written_leaves_the_old_one(tmp_path, monkeypatch):
     path = tmp_path / "keep.gif"
     save_gif(torch.rand(3, 3, 8, 8), path, fps=5)
     before = path.read_bytes()
-    with pytest.raises(ValueError):
-        save_gif(torch.rand(3, 3, 8, 8), path, fps=-5)  # Pillow refuses a negative duration
-    assert path.read_bytes() == before
+    with pytest.raises(ValueError, match="fps=-5"):
+        save_gif(torch.rand(3, 3, 8, 8), path, fps=-5)
+
+    def full_disk(self, fp, *args, **kwargs):  # writes a little, then the disk is full
+        with open(fp, "wb") as f:
+            f.write(b"GIF89a")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        save_gif(torch.rand(3, 3, 8, 8), path, fps=5)
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["keep.gif"]
 
 
 @pytest.mark.parametrize("fps", ["0", "-5", "nan", "inf"])

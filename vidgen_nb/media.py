@@ -6,6 +6,7 @@ side, with values in [0, 1].
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -41,6 +42,8 @@ def save_gif(video: torch.Tensor, path: str | os.PathLike, *, fps: float = 8, sc
 
     ``scale`` enlarges each frame (nearest neighbour), handy for 16-32 px images.
     """
+    if not math.isfinite(fps) or fps <= 0:
+        raise ValueError(f"fps={fps!r}: expected a number of frames per second > 0")
     frames = _to_uint8_frames(video, nrow)
     if scale > 1:
         frames = [f.resize((f.width * scale, f.height * scale), Image.Resampling.NEAREST)

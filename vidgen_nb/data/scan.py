@@ -60,7 +60,8 @@ class ScanReport:
         return "\n".join(lines)
 
 
-def _image_files(folder: Path, seen: set[str], skipped: dict[Path, str]) -> list[Path]:
+def _image_files(folder: Path, reserved: set[str], walked: set[str],
+                 skipped: dict[Path, str]) -> list[Path]:
     """Image files under ``folder``, sorted, walking every real folder once.
 
     Symbolic links are followed, as ``ImageFolder`` does, but a folder reached a second
@@ -71,12 +72,13 @@ def _image_files(folder: Path, seen: set[str], skipped: dict[Path, str]) -> list
     while stack:
         here = stack.pop()
         real = os.path.realpath(here)
-        if real in seen:
-            inside = os.path.commonpath([real, os.path.realpath(folder)]) == real
+        if real in walked or (here != folder and real in reserved):
+            parent = os.path.realpath(Path(here).parent)
+            inside = os.path.commonpath([real, parent]) == real  # it leads to an ancestor
             skipped[here] = ("a symbolic link loop: it leads back to " + printable(real) if inside
                              else f"already read as {printable(real)} (a symbolic link to it)")
             continue
-        seen.add(real)
+        walked.add(real)
         try:
             with os.scandir(here) as entries:
                 entries = sorted(entries, key=lambda e: e.name)
@@ -141,9 +143,12 @@ def scan_image_folder(
                 f"{layout}\nmove the images into a sub-folder, e.g. {root / 'images'}/")
         raise DatasetError(f"dataset folder {root} is empty\n{layout}")
 
-    seen: set[str] = set()  # real paths of the folders walked so far
+    # The dataset folder and the class folders are walked as themselves only, never
+    # again through a link; every other folder at most once.
+    reserved = {os.path.realpath(d) for d in (root, *class_dirs)}
+    walked: set[str] = set()
     skipped: dict[Path, str] = {}
-    candidates = {d.name: _image_files(d, seen, skipped) for d in class_dirs}
+    candidates = {d.name: _image_files(d, reserved, walked, skipped) for d in class_dirs}
     unreadable = {d: why for d, why in skipped.items() if why.startswith("cannot be read")}
     if unreadable and not skip_bad:
         listing = "\n".join(f"  {printable(d)}: {why}" for d, why in sorted(unreadable.items()))
