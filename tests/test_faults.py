@@ -165,3 +165,22 @@ def test_a_gif_that_cannot_be_written_leaves_the_old_one(tmp_path, monkeypatch):
 def test_vidgen_video_refuses_a_bad_fps_before_loading(tmp_path, capsys, fps):
     assert render_main(["--checkpoint", str(tmp_path / "none.pt"), "--fps", fps]) == 2
     assert f"--fps {float(fps)}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--mode", "feedback", "--frames", "1"], "--frames 1: a feedback video needs at least 2 frames"),
+    (["--out", "video.jpg"], "expected a .gif or .mp4 file name"),
+    (["--device", "bogus"], "--device: device='bogus'"),
+])
+def test_vidgen_video_names_the_option_in_one_line(tmp_path, capsys, args, words):
+    assert render_main(["--checkpoint", str(tmp_path / "none.pt"), *args]) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1
+
+
+def test_vidgen_video_refuses_an_out_that_is_a_folder_or_under_a_file(tmp_path, capsys):
+    (tmp_path / "dir.gif").mkdir()
+    (tmp_path / "file").write_text("x")
+    for out in (tmp_path / "dir.gif", tmp_path / "file" / "v.gif"):
+        assert render_main(["--checkpoint", str(tmp_path / "none.pt"), "--out", str(out)]) == 2
+        assert "a folder is in the way" in capsys.readouterr().err

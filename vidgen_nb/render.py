@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from .checkpoint import run_checkpoint
+from .device import pick_device
 from .generated_video import delta_sweep, feedback_video, latent_walk
 from .generator import Generator
 from .media import save_gif, save_mp4
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="delta scale s (amplitude for delta-sweep)")
     parser.add_argument("--damping", type=float, default=0.0, help="feedback: smoothing of delta over time, [0, 1)")
     parser.add_argument("--out", help="GIF or MP4 to write (default: <mode>.gif beside the checkpoint)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
     args = parser.parse_args(argv)
 
     def fail(message: str) -> int:
@@ -48,13 +49,23 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"--fps {args.fps}: expected a number of frames per second > 0")
     if not math.isfinite(args.scale) or not math.isfinite(args.damping):
         return fail(f"--scale {args.scale}, --damping {args.damping}: expected finite numbers")
+    if args.mode == "feedback" and args.frames < 2:
+        return fail(f"--frames {args.frames}: a feedback video needs at least 2 frames")
+    out = Path(args.out or Path(args.checkpoint).parent / f"{args.mode}.gif")
+    if out.suffix.lower() not in (".gif", ".mp4"):
+        return fail(f"--out {out}: expected a .gif or .mp4 file name")
+    if out.is_dir() or any(p.exists() and not p.is_dir() for p in out.parents):
+        return fail(f"--out {out}: a folder is in the way, or a file where a folder should be")
     try:
-        generator = Generator.from_checkpoint(args.checkpoint, args.device)
+        device = pick_device(args.device)
+    except ValueError as exc:
+        return fail(f"--device: {exc}")
+    try:
+        generator = Generator.from_checkpoint(args.checkpoint, device)
     except FileNotFoundError:
         return fail(f"--checkpoint: {args.checkpoint} does not exist (train one first: make train)")
     except ValueError as exc:
         return fail(f"--checkpoint: {exc}")
-    out = Path(args.out or Path(args.checkpoint).parent / f"{args.mode}.gif")
     common = dict(num_videos=args.videos, num_frames=args.frames, seed=args.seed)
     try:
         if args.mode == "latent-walk":
