@@ -13,14 +13,16 @@ from pathlib import Path
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike):
-    """Yield a temporary path beside ``path`` (same suffix) to write; on success, flush
-    it to disk and rename it to ``path``. On any failure ``path`` is left as it was.
+    """Yield a temporary path beside ``path`` to write; on success, flush it to disk and
+    rename it to ``path``. On any failure ``path`` is left as it was. The temporary
+    name (``.<name>.tmp<pid>``) keeps no extension, so that nothing takes it for a
+    finished file: writers that choose a format by extension must name the format.
 
     A crash at any moment leaves either the old file or the new one, never half of one.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         yield tmp
         with open(tmp, "rb") as f:

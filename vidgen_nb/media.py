@@ -49,7 +49,7 @@ def save_gif(video: torch.Tensor, path: str | os.PathLike, *, fps: float = 8, sc
         frames = [f.resize((f.width * scale, f.height * scale), Image.Resampling.NEAREST)
                   for f in frames]
     with atomic_write(path) as tmp:
-        frames[0].save(tmp, save_all=True, append_images=frames[1:], loop=0,
+        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], loop=0,
                        duration=round(1000 / fps), disposal=2)
     return Path(path)
 

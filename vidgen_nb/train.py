@@ -180,8 +180,9 @@ def finish_run(trainer: Trainer) -> list[Path]:
     out = trainer.out
     samples = trainer.save_samples(out / "samples.png")
     losses = out / "losses.png"
+    figure = plot_losses(trainer.history, title=f"training, step {trainer.step}")
     with atomic_write(losses) as tmp:
-        plot_losses(trainer.history, title=f"training, step {trainer.step}").savefig(tmp, dpi=80)
+        figure.savefig(tmp, format="png", dpi=80)
     generated = trainer.samples(8)
     video = synthetic_video(generated, trainer.config.model.num_frames, trainer.config.video, seed=0)
     gif = save_gif(video, out / "videos.gif", fps=6, scale=max(1, 64 // trainer.config.model.image_size))

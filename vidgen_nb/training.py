@@ -335,7 +335,7 @@ class Trainer:
     def save_samples(self, path: str | os.PathLike, n: int = 64) -> Path:
         """A grid of images generated from the fixed noise vectors, as a PNG."""
         with atomic_write(path) as tmp:
-            save_image(self.samples(n), tmp, nrow=8, padding=2, pad_value=1.0)
+            save_image(self.samples(n), tmp, format="png", nrow=8, padding=2, pad_value=1.0)
         return Path(path)
 
     # ------------------------------------------------------------------ checkpoints

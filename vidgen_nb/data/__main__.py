@@ -21,7 +21,7 @@ def save_preview(root: str | os.PathLike | None, out: str | os.PathLike, *, n: i
     loader = make_loader(root, image_size=image_size, batch_size=n, num_workers=0, seed=seed)
     x, _ = next(iter(loader))
     with atomic_write(out) as tmp:
-        save_image(x, tmp, nrow=nrow, padding=2, pad_value=1.0)
+        save_image(x, tmp, format="png", nrow=nrow, padding=2, pad_value=1.0)
     return Path(out)
 
 
