@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from vidgen_nb.config import PRESETS, Config, ModelConfig, VideoConfig
+from vidgen_nb.config import LEGACY, PRESETS, Config, ModelConfig, VideoConfig
 
 
 @pytest.mark.parametrize("name", ["tiny", "cpu", "seed"])
@@ -39,6 +39,9 @@ def test_overrides_reach_the_right_section():
     (dict(delta_mode="mean"), ["delta_mode='mean'", "per_sample", "batch_mean"]),
     (dict(delta_targets=()), ["delta_targets=()", "glob"]),
     (dict(noise=-0.1), ["noise=-0.1", ">= 0"]),
+    (dict(ema_decay=1.0), ["ema_decay=1.0", "[0, 1)"]),
+    (dict(recon_sigma=-1), ["recon_sigma=-1", ">= 0"]),
+    (dict(delta_param="lora"), ["delta_param='lora'", "dense", "channel"]),
     (dict(latnt_dim=3), ["'latnt_dim'", "latent_dim"]),
 ])
 def test_invalid_values_name_field_value_and_rule(overrides, words):
@@ -64,3 +67,13 @@ def test_older_configs_without_predictor_stride_mean_no_stride():
     assert Config.from_dict(d).model.predictor_stride == 2
     del d["model"]["predictor_stride"]  # as stored by checkpoints made before the option
     assert Config.from_dict(d).model.predictor_stride == 1
+
+
+def test_older_configs_mean_what_their_runs_did():
+    d = Config.preset("cpu").to_dict()
+    for section, fields in LEGACY.items():
+        for name in fields:
+            del d[section][name]  # as stored before the field existed
+    old = Config.from_dict(d)
+    assert (old.train.ema_decay, old.train.augment, old.train.recon_through_generator) == (0.0, "", False)
+    assert old.train.recon_sigma == 0.5**0.5 and old.model.delta_param == "dense"

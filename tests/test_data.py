@@ -1,7 +1,6 @@
 """The data layer: built-in dataset, conversion to RGB, validation, loading."""
 
 import hashlib
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -176,3 +176,53 @@ def test_shared_features_refused_when_earlier_layers_are_patched(tiny):
     z = vae.sample_z(2)
     with pytest.raises(ValueError, match="reach beyond decoder.out"):
         deltas.decode(z, torch.zeros(2, deltas.WEIGHT_UPDATE_SIZE), features=vae.decoder.features(z))
+
+
+@pytest.fixture
+def channelwise(tiny):
+    _, vae, _ = tiny
+    return vae, WeightDeltas(vae, ("decoder.up.*", "decoder.out.*"), param="channel")
+
+
+def test_channel_deltas_are_one_number_per_channel_pair_scaling_theta(channelwise):
+    vae, deltas = channelwise
+    params = dict(vae.named_parameters())
+    w = params["decoder.out.weight"]  # ConvTranspose2d: (in, out, k, k)
+    assert deltas.shapes["decoder.out.weight"] == tuple(w.shape[:2])
+    assert deltas.shapes["decoder.out.bias"] == tuple(params["decoder.out.bias"].shape)
+    assert deltas.WEIGHT_UPDATE_SIZE == sum(
+        math.prod(params[n].shape[:2]) if n.endswith("weight") else params[n].numel() for n in deltas.names)
+    assert "(x theta)" in deltas.describe()
+    flat = torch.randn(2, deltas.WEIGHT_UPDATE_SIZE)
+    parts = deltas.split(flat)
+    pred = flat[:, deltas.slices["decoder.out.weight"]].view(2, *w.shape[:2], 1, 1)
+    assert torch.allclose(parts["decoder.out.weight"], w * pred)  # theta * (1 + p) once added
+    assert torch.equal(parts["decoder.out.bias"], flat[:, deltas.slices["decoder.out.bias"]])
+
+
+def test_channel_deltas_decode_like_a_loop_and_zero_is_the_base(channelwise):
+    vae, deltas = channelwise
+    z = vae.sample_z(5)
+    assert torch.equal(deltas.decode(z, torch.zeros(5, deltas.WEIGHT_UPDATE_SIZE)), vae.decode(z))
+    delta = 0.3 * torch.randn(5, deltas.WEIGHT_UPDATE_SIZE)
+    for scale in (1.0, -0.5):
+        assert torch.allclose(deltas.decode(z, delta, scale=scale),
+                              reference_decode(vae, deltas, z, delta, scale), atol=1e-5)
+    mean = delta.mean(0, keepdim=True).expand(5, -1)
+    assert torch.allclose(deltas.decode(z, delta, mode="batch_mean"),
+                          reference_decode(vae, deltas, z, mean), atol=1e-5)
+
+
+def test_channel_deltas_send_gradients_to_the_prediction_and_theta(channelwise):
+    vae, deltas = channelwise
+    delta = (0.1 * torch.randn(3, deltas.WEIGHT_UPDATE_SIZE)).requires_grad_(True)
+    deltas.decode(vae.sample_z(3), delta).square().mean().backward()
+    assert delta.grad.abs().sum() > 0
+    for name in deltas.names:
+        assert dict(vae.named_parameters())[name].grad.abs().sum() > 0, name
+
+
+def test_unknown_parametrisation_is_refused(tiny):
+    _, vae, _ = tiny
+    with pytest.raises(ValueError, match=r"delta_param='lora': expected one of \('dense', 'channel'\)"):
+        WeightDeltas(vae, param="lora")

@@ -32,16 +32,19 @@ def test_seeded_noise_is_the_same_on_any_call_and_leaves_the_global_stream():
     assert not torch.equal(a, generator.sample_z(4, seed=8))
 
 
-def test_from_checkpoint_generates_what_the_trainer_generated(tmp_path):
-    trainer = Trainer(Config.preset("tiny"), out=tmp_path / "run", progress=False)
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_from_checkpoint_generates_what_the_trainer_samples(tmp_path, ema_decay):
+    trainer = Trainer(Config.preset("tiny", ema_decay=ema_decay), out=tmp_path / "run", progress=False)
     trainer.train(3)
     loaded = Generator.from_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert not loaded.training and loaded.predictor is not None
     z = trainer.fixed_z[:8]
     trainer.generator.eval()
-    with torch.no_grad():
-        expected = trainer.generator.generate(z, seed=1)
+    with torch.no_grad():  # the averaged generator when there is one
+        expected = trainer.generator_ema.generate(z, seed=1)
         assert torch.allclose(loaded.generate(z, seed=1), expected, atol=1e-6)
+        if ema_decay:
+            assert not torch.allclose(trainer.generator.generate(z, seed=1), expected, atol=1e-4)
 
 
 def test_find_run_looks_in_the_folders_above(tmp_path):

@@ -49,6 +49,23 @@ def test_vae_heads_have_no_activation_and_sampling_uses_z():
     assert not torch.equal(vae.decode(z1), vae.decode(z2))  # the noise vector matters
 
 
+def test_he_init_keeps_the_signal_alive_through_the_decoder():
+    torch.manual_seed(0)
+    m = Config.preset("cpu").model
+    vae = VAE(m)
+    for layer in (vae.decoder.fc, vae.decoder.up[0], vae.encoder[0]):
+        assert torch.equal(layer.bias, torch.zeros_like(layer.bias))
+    # A transposed convolution of stride 2 and a 4x4 kernel: each output sees in * 4 inputs.
+    std = vae.decoder.up[0].weight.std().item()
+    assert std == pytest.approx((2 / (m.widths[-1] * 4)) ** 0.5, rel=0.05)
+    h = torch.relu(vae.decoder.fc(torch.randn(256, m.latent_dim)))
+    second = vae.decoder.up[1](vae.decoder.up[0](h.view(-1, *vae.decoder.shape)))
+    # He's rule: E[x^2] of the pre-activations stays of the order of the input's.
+    assert 0.3 < second.square().mean().item() / vae.decoder.fc(torch.randn(256, m.latent_dim)).square().mean().item() < 3
+    images = vae.decode(torch.randn(64, m.latent_dim))
+    assert images.std().item() > 0.1  # not the grey 0.5 of PyTorch's default start
+
+
 def test_critic_is_an_unbounded_score_without_batch_norm():
     torch.manual_seed(0)
     critic = Discriminator(Config.preset("tiny").model)

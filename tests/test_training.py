@@ -11,6 +11,8 @@ from vidgen_nb import Config, builtin_dataset
 from vidgen_nb.train import main
 from vidgen_nb.checkpoint import load_checkpoint
 from vidgen_nb.device import pick_device
+from vidgen_nb.evaluation import generate_fixed
+from vidgen_nb.generator import Generator
 from vidgen_nb.training import NonFiniteLossError, Trainer
 
 
@@ -161,3 +163,60 @@ def test_precision_bf16_on_cpu_trains_in_bfloat16(data):
     assert all(p.dtype == torch.float32 for p in bf16.vae.parameters())  # weights stay float32
     with pytest.raises(ValueError, match=r"precision='fp16': expected one of \('auto', 'fp32', 'bf16'\)"):
         Trainer(tiny(), data=data, progress=False, precision="fp16")
+
+
+LEVERS = dict(ema_decay=0.9, augment="color,translation,cutout", recon_sigma=0.0,
+              recon_through_generator=True, delta_param="channel",
+              delta_targets=("decoder.up.0.*", "decoder.out.*"))
+
+
+def test_every_quality_lever_trains_and_resumes_exactly(tmp_path, data):
+    cfg = tiny(**LEVERS)
+    straight = Trainer(cfg, data=data, progress=False)
+    straight.train(4)
+    first = Trainer(cfg, data=data, out=tmp_path / "r", progress=False)
+    first.train(2)
+    del first
+    resumed = Trainer.from_checkpoint(tmp_path / "r" / "checkpoint.pt", data=data, progress=False)
+    resumed.train(2)
+    a, b = params(straight), params(resumed)
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
+    for x, y in zip(straight.generator_ema.parameters(), resumed.generator_ema.parameters()):
+        assert torch.allclose(x, y, atol=1e-6)
+    assert all(torch.isfinite(torch.tensor(v)) for v in resumed.history[-1].values())
+
+
+def test_the_averaged_generator_follows_the_trained_one_and_samples_come_from_it(data, tmp_path):
+    trainer = Trainer(tiny(ema_decay=0.5), data=data, out=tmp_path / "run", progress=False)
+    assert trainer.generator_ema is not trainer.generator
+    assert not any(p.requires_grad for p in trainer.generator_ema.parameters())
+    before = [p.clone() for p in trainer.generator_ema.parameters()]
+    trainer.train(1)  # step 0 -> 1 uses decay min(0.5, 1/10): ema = 0.1 ema + 0.9 trained
+    for old, new, live in zip(before, trainer.generator_ema.parameters(), trainer.generator.parameters()):
+        assert torch.allclose(new, 0.1 * old + 0.9 * live, atol=1e-6)
+    trainer.train(2)  # decay now 0.5: the average lags the trained weights
+    lagging = [not torch.equal(e, p) for e, p in zip(trainer.generator_ema.parameters(),
+                                                      trainer.generator.parameters())]
+    assert any(lagging)
+    with torch.no_grad():
+        expected = generate_fixed(trainer.generator_ema, trainer.fixed_z[:4], seed=trainer.config.seed)[0]
+    assert torch.equal(trainer.samples(4), expected)
+    trainer.save_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    loaded = Generator.from_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    for x, y in zip(loaded.parameters(), trainer.generator_ema.parameters()):
+        assert torch.equal(x, y)
+
+
+def test_without_averaging_the_averaged_generator_is_the_trained_one(data):
+    trainer = Trainer(tiny(ema_decay=0.0), data=data, progress=False)
+    assert trainer.generator_ema is trainer.generator
+    assert trainer.state_dict()["generator_ema"] is None
+
+
+def test_evaluate_logs_every_quality_figure(data, tmp_path):
+    trainer = Trainer(tiny(), data=data, out=tmp_path / "run", progress=False)
+    trainer.train(1)
+    record = trainer.evaluate()
+    assert set(record) == {"step", "swd", "swd_floor", "delta_spread", "delta_min_cos", "swd_mean_delta",
+                           "swd_base", "kl_per_dim", "active_dims", "recon_rms", "recon_swd"}
+    assert json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1]) == record

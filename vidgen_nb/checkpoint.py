@@ -6,6 +6,8 @@ A checkpoint is a plain dict (``torch.save``), laid out as
     config         ``Config.to_dict()``: every size and setting of the run
     step           generator steps done; batches_seen: real batches drawn so far
     vae, critic    state dicts; predictor: a state dict, or None (--no-predictor)
+    generator_ema  the averaged generator's state dict (``Generator``: vae.*, predictor.*),
+                   or None when the run keeps no average (ema_decay = 0)
     opt_g, opt_d   optimiser states; rng: {"torch": ..., "cuda": ...} random states
 
 and read with ``weights_only=True``, so that loading one never runs code from it.

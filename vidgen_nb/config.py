@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 # every generated image, so changing it changes what a decoded noise vector looks like.
 DEFAULT_DELTA_TARGETS = ("decoder.out.*",)
 DELTA_MODES = ("per_sample", "batch_mean")
+DELTA_PARAMS = ("dense", "channel")  # what a predicted number means (deltas.py)
+AUGMENTATIONS = ("color", "translation", "cutout")  # DiffAugment's transformations (augment.py)
 FAST_ENV = "VIDGEN_NB_FAST"  # set to 1: notebooks use the tiny preset and few steps (CI does)
 
 
@@ -33,6 +35,24 @@ def check_delta_mode(mode) -> None:
     """Raise ``ValueError`` unless ``mode`` is one of ``DELTA_MODES``."""
     if mode not in DELTA_MODES:
         raise ValueError(f"delta_mode={mode!r}: expected one of {DELTA_MODES}")
+
+
+def check_delta_param(param) -> None:
+    """Raise ``ValueError`` unless ``param`` is one of ``DELTA_PARAMS``."""
+    if param not in DELTA_PARAMS:
+        raise ValueError(f"delta_param={param!r}: expected one of {DELTA_PARAMS}")
+
+
+def check_augment(policy) -> tuple[str, ...]:
+    """``"color,cutout"`` -> ("color", "cutout"); ``ValueError`` naming an unknown one."""
+    if not isinstance(policy, str):
+        raise ValueError(f"augment={policy!r}: expected a string such as 'color,translation,cutout'")
+    names = tuple(p.strip() for p in policy.split(",") if p.strip())
+    unknown = [n for n in names if n not in AUGMENTATIONS]
+    if unknown:
+        raise ValueError(f"augment={policy!r}: unknown {unknown}; expected a comma-separated "
+                         f"list of {AUGMENTATIONS}, or '' for none")
+    return names
 
 
 def _widths(name: str, value) -> None:
@@ -60,6 +80,7 @@ class ModelConfig:
     predictor_hidden: int = 64  # width of the predictor head's hidden layer
     delta_targets: tuple[str, ...] = DEFAULT_DELTA_TARGETS  # VAE parameter names or globs
     delta_mode: str = "per_sample"  # each image its own delta, or the batch mean
+    delta_param: str = "dense"  # a number per weight, added; or per channel pair, multiplying
 
     def __post_init__(self):
         for name in ("image_size", "channels", "latent_dim", "num_frames", "predictor_filters",
@@ -78,6 +99,7 @@ class ModelConfig:
             raise ValueError(f"delta_targets={self.delta_targets!r}: expected a non-empty tuple of "
                              "parameter names or glob patterns, e.g. ('decoder.out.*',)")
         check_delta_mode(self.delta_mode)
+        check_delta_param(self.delta_param)
 
     @property
     def bottom_size(self) -> int:
@@ -124,6 +146,17 @@ class TrainConfig:
     betas: tuple[float, float] = (0.0, 0.9)  # Adam betas
     beta: float = 1.0  # weight of the KL term in the VAE loss (a beta-VAE's beta)
     vae_weight: float = 1.0  # weight of the per-pixel VAE loss against -E[D(fake)]
+    # Scale of the VAE's Gaussian likelihood per value; 1/sqrt(2) makes it the plain sum
+    # of squared errors; 0 calibrates it to the batch's error (losses.gaussian_nll).
+    recon_sigma: float = 0.0
+    # Reconstructions decoded by the whole generator (theta + the delta the predictor
+    # gives for the image's own video), as samples are; False: by the base weights alone.
+    recon_through_generator: bool = True
+    # Weight averaging of the generator (StyleGAN's G_ema): after every step the
+    # averaged copy moves 1 - ema_decay of the way to the trained weights; samples,
+    # SWD, videos and widgets use it. 0 turns it off.
+    ema_decay: float = 0.999
+    augment: str = ""  # DiffAugment policy for the critic's inputs, e.g. "color,translation,cutout"
     use_predictor: bool = True  # False: the plain VAE-WGAN-GP baseline
     in_memory: bool = True  # decode the dataset once into memory
     num_workers: int = 2  # loader processes when not in memory
@@ -138,11 +171,15 @@ class TrainConfig:
         if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) \
                 or self.num_workers < 0:
             raise ValueError(f"num_workers={self.num_workers!r}: expected an integer >= 0")
-        for name in ("gp_weight", "beta", "vae_weight"):
+        for name in ("gp_weight", "beta", "vae_weight", "recon_sigma"):
             if not isinstance(getattr(self, name), (int, float)) or getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)!r}: expected a number >= 0")
         if not isinstance(self.lr, (int, float)) or not 0 < self.lr < 1:
             raise ValueError(f"lr={self.lr!r}: expected a number in (0, 1)")
+        if isinstance(self.ema_decay, bool) or not isinstance(self.ema_decay, (int, float)) \
+                or not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay={self.ema_decay!r}: expected a number in [0, 1) (0: off)")
+        check_augment(self.augment)
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"betas={self.betas!r}: expected two numbers in [0, 1)")
 
@@ -200,12 +237,17 @@ class Config:
             return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
         rest = {k: v for k, v in d.items() if k not in SECTIONS}
-        # Checkpoints from before predictor_stride existed were trained without a stride.
-        d = {**d, "model": {"predictor_stride": 1, **d["model"]}}
+        # Checkpoints from before a field existed were trained as it was then.
+        d = {**d, "model": {**LEGACY["model"], **d["model"]}, "train": {**LEGACY["train"], **d["train"]}}
         return cls(**{name: section(kind, d[name]) for name, kind in SECTIONS.items()}, **rest)
 
 
 SECTIONS = {"model": ModelConfig, "video": VideoConfig, "train": TrainConfig}
+# What fields added later meant before they existed (read from older checkpoints).
+LEGACY = {
+    "model": {"predictor_stride": 1, "delta_param": "dense"},
+    "train": {"recon_sigma": 0.5**0.5, "recon_through_generator": False, "ema_decay": 0.0, "augment": ""},
+}
 
 
 def field_names() -> set[str]:

@@ -4,7 +4,16 @@ The predictor outputs one flat vector per image, of width ``WEIGHT_UPDATE_SIZE``
 seed's name; ``weight_update_size`` here). ``WeightDeltas`` cuts it into one tensor per
 selected parameter and decodes with the patched parameters ``theta + s * delta``
 without ever writing the module's own parameters, so gradients reach both the
-predictor (through delta) and the base weights theta:
+predictor (through delta) and the base weights theta. What the prediction means is
+the parametrisation:
+
+* ``dense``: one number per weight, added: delta = prediction;
+* ``channel``: one number per (input, output) channel pair of a weight, shared by the
+  taps of its kernel and multiplying it: delta = theta * prediction, that is
+  theta * (1 + prediction) once added (HyperStyle's choice; 16x fewer numbers for 4x4
+  kernels). Biases stay additive, one number per channel either way.
+
+Decoding:
 
 * one delta for the batch (``batch_mean``): ``torch.func.functional_call`` with the
   patched parameters;
@@ -23,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
-from .config import DEFAULT_DELTA_TARGETS, check_delta_mode
+from .config import DEFAULT_DELTA_TARGETS, check_delta_mode, check_delta_param
 
 # Layers whose output is linear in their weights and add their bias: the per-sample
 # path below relies on that.
@@ -39,25 +48,30 @@ class WeightDeltas:
             ``vae.named_parameters()`` for the names.
         mode: ``"per_sample"`` (each image its own delta) or ``"batch_mean"`` (one
             delta, the mean over the batch, for every image).
+        param: the parametrisation, ``"dense"`` or ``"channel"`` (see above).
 
     Attributes:
         names: the selected parameter names, in the model's order.
+        shapes: name -> shape of its part of the prediction (the parameter's own for
+            dense, its first two dimensions for channel-wise weights).
         slices: name -> slice of the flat prediction that belongs to it.
         weight_update_size: total number of selected weights = the predictor's width
             (also as ``WEIGHT_UPDATE_SIZE``, the seed's name).
     """
 
-    def __init__(self, vae: nn.Module, targets=DEFAULT_DELTA_TARGETS, mode: str = "per_sample"):
+    def __init__(self, vae: nn.Module, targets=DEFAULT_DELTA_TARGETS, mode: str = "per_sample",
+                 param: str = "dense"):
         if isinstance(targets, str):
             targets = (targets,)
         check_delta_mode(mode)
+        check_delta_param(param)
         params = dict(vae.named_parameters())
         unmatched = [t for t in targets if not fnmatch.filter(params, t)]
         if unmatched or not targets:
             raise ValueError(
                 f"delta_targets={tuple(targets)!r}: {unmatched or list(targets)} match no VAE "
                 f"parameter; available: {', '.join(params)}")
-        self.vae, self.mode = vae, mode
+        self.vae, self.mode, self.param = vae, mode, param
         self.names = [n for n in params if any(fnmatch.fnmatchcase(n, t) for t in targets)]
         if not all(n.startswith("decoder.") for n in self.names):
             outside = [n for n in self.names if not n.startswith("decoder.")]
@@ -71,7 +85,8 @@ class WeightDeltas:
                     or getattr(module, "padding_mode", "zeros") != "zeros"):
                 raise ValueError(f"delta_targets={tuple(targets)!r}: {n} is not the weight or bias of a "
                                  f"{' / '.join(c.__name__ for c in LINEAR_IN_WEIGHTS)} layer (zero padding)")
-        self.shapes = {n: tuple(params[n].shape) for n in self.names}
+        self.param_shapes = {n: tuple(params[n].shape) for n in self.names}
+        self.shapes = {n: self._predicted_shape(n) for n in self.names}
         self.slices, start = {}, 0
         for n in self.names:
             size = math.prod(self.shapes[n])
@@ -82,6 +97,14 @@ class WeightDeltas:
         # features with or without deltas, so they can be computed once (``features=``).
         self.output_layer_only = all(n.startswith("decoder.out.") for n in self.names)
 
+    def _multiplies(self, name: str) -> bool:
+        """Whether the prediction for ``name`` scales theta (channel-wise weights)."""
+        return self.param == "channel" and name.endswith(".weight")
+
+    def _predicted_shape(self, name: str) -> tuple[int, ...]:
+        shape = self.param_shapes[name]
+        return shape[:2] if self._multiplies(name) else shape
+
     @property
     def WEIGHT_UPDATE_SIZE(self) -> int:  # noqa: N802 -- the seed's name, kept as an alias
         """``weight_update_size``, by the name the seed's README gives it."""
@@ -90,17 +113,29 @@ class WeightDeltas:
     def describe(self) -> str:
         """One line per selected parameter: name, shape and size, then the total."""
         lines = [f"{n:<24} {'x'.join(map(str, self.shapes[n])):>12} = {self.slices[n].stop - self.slices[n].start}"
+                 + ("  (x theta)" if self._multiplies(n) else "")
                  for n in self.names]
         return "\n".join(lines + [f"WEIGHT_UPDATE_SIZE = {self.weight_update_size}"])
 
     def split(self, delta: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Flat prediction (B, WEIGHT_UPDATE_SIZE) -> {name: (B, *param.shape)}."""
+        """Flat prediction (B, WEIGHT_UPDATE_SIZE) -> the deltas {name: (B, *param.shape)}.
+
+        These are what ``theta + s * delta`` adds, whatever the parametrisation.
+        """
         if delta.dim() != 2 or delta.shape[1] != self.weight_update_size:
             parts = " + ".join(f"{n} {'x'.join(map(str, self.shapes[n]))}" for n in self.names)
             raise ValueError(
                 f"delta of shape {tuple(delta.shape)}: expected (B, {self.weight_update_size}), "
                 f"WEIGHT_UPDATE_SIZE = {parts}")
-        return {n: delta[:, s].view(-1, *self.shapes[n]) for n, s in self.slices.items()}
+        parts = {n: delta[:, s].view(-1, *self.shapes[n]) for n, s in self.slices.items()}
+        if self.param == "dense":
+            return parts
+        params = dict(self.vae.named_parameters())
+        for n, d in parts.items():
+            if self._multiplies(n):  # theta * prediction, the prediction shared by a kernel's taps
+                extra = len(self.param_shapes[n]) - 2
+                parts[n] = params[n] * d.view(*d.shape, *([1] * extra))
+        return parts
 
     def patched(self, delta: dict[str, torch.Tensor], scale: float = 1.0) -> dict[str, torch.Tensor]:
         """Decoder parameters theta + scale * delta, for one delta per parameter.

@@ -42,7 +42,7 @@ class Generator(nn.Module):
         super().__init__()
         self.config, self.vae, self.predictor = config, vae, predictor
         m = config.model
-        self.deltas = WeightDeltas(vae, m.delta_targets, m.delta_mode)
+        self.deltas = WeightDeltas(vae, m.delta_targets, m.delta_mode, m.delta_param)
         if predictor is not None and predictor.output_size != self.deltas.weight_update_size:
             raise ValueError(f"predictor output_size={predictor.output_size}: expected "
                              f"WEIGHT_UPDATE_SIZE = {self.deltas.weight_update_size} for the "
@@ -51,7 +51,8 @@ class Generator(nn.Module):
     @staticmethod
     def new_predictor(config: Config, vae: VAE) -> WeightPredictor3DCNN:
         """A fresh predictor sized for the weights ``config`` selects in ``vae``."""
-        size = WeightDeltas(vae, config.model.delta_targets).weight_update_size
+        m = config.model
+        size = WeightDeltas(vae, m.delta_targets, param=m.delta_param).weight_update_size
         return WeightPredictor3DCNN.from_config(config.model, size)
 
     @classmethod
@@ -65,6 +66,8 @@ class Generator(nn.Module):
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "Generator":
         """A training checkpoint's generator (in eval mode), without critic or optimisers.
 
+        The weight average (``generator_ema``) when the run kept one, as samples use it.
+
         Raises:
             FileNotFoundError: no such file.
             ValueError: not a vidgen_nb checkpoint, or its weights do not fit its config.
@@ -76,14 +79,18 @@ class Generator(nn.Module):
         config = stored_config(state, path)
         vae = VAE(config.model)
         predictor = cls.new_predictor(config, vae) if state.get("predictor") is not None else None
+        generator = cls(config, vae, predictor)
         try:
-            vae.load_state_dict(state["vae"])
-            if predictor is not None:
-                predictor.load_state_dict(state["predictor"])
+            if state.get("generator_ema") is not None:
+                generator.load_state_dict(state["generator_ema"])
+            else:
+                vae.load_state_dict(state["vae"])
+                if predictor is not None:
+                    predictor.load_state_dict(state["predictor"])
         except RuntimeError as exc:
             raise ValueError(f"{path}: its weights do not fit its own config: "
                              f"{str(exc).splitlines()[-1].strip()[:300]}") from None
-        return cls(config, vae, predictor).to(device).eval()
+        return generator.to(device).eval()
 
     @property
     def num_frames(self) -> int:

@@ -2,7 +2,9 @@
 
 Writes into the run folder (``--out``): ``checkpoint.pt``, ``config.json``,
 ``metrics.jsonl``, ``samples/step_*.png`` and, at the end, ``samples.png``,
-``losses.png`` and ``videos.gif`` (the synthetic videos of generated images).
+``reconstructions.png``, ``losses.png`` and ``videos.gif`` (the synthetic videos of
+generated images). The last line of ``metrics.jsonl`` holds every quality figure of
+``evaluation.py``, which the command also prints.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 import torch.distributed as dist
+from torchvision.utils import save_image
 
 from .checkpoint import CHECKPOINT, RUNS
 from .files import atomic_write
@@ -30,7 +34,8 @@ OPTIONS = {
     "batch_size": "--batch-size", "image_size": "--image-size", "num_frames": "--frames",
     "delta_targets": "--targets", "delta_mode": "--delta-mode", "n_critic": "--n-critic",
     "use_predictor": "--no-predictor", "steps": "--steps", "seed": "--seed", "lr": "--lr",
-    "device": "--device", "checkpoint_every": "--checkpoint-every",
+    "device": "--device", "checkpoint_every": "--checkpoint-every", "delta_param": "--delta-param",
+    "ema_decay": "--ema-decay", "augment": "--augment", "recon_sigma": "--recon-sigma",
 }
 
 
@@ -60,6 +65,14 @@ def build_parser() -> Parser:
                    help="VAE parameters the predictor adjusts (names or globs, e.g. 'decoder.out.*')")
     p.add_argument("--delta-mode", choices=("per_sample", "batch_mean"),
                    help="a delta per image (default) or the batch mean")
+    p.add_argument("--delta-param", choices=("dense", "channel"),
+                   help="a number per weight, added (dense), or per channel pair, scaling theta (channel)")
+    p.add_argument("--ema-decay", type=float,
+                   help="weight averaging of the generator (G_ema) per step; 0: off")
+    p.add_argument("--augment", metavar="POLICY",
+                   help="DiffAugment for the critic, e.g. color,translation,cutout; '' for none")
+    p.add_argument("--recon-sigma", type=float,
+                   help="scale of the VAE's Gaussian likelihood per value; 0: calibrated")
     p.add_argument("--no-predictor", action="store_true",
                    help="train the plain VAE-WGAN-GP, without the weight predictor")
     p.add_argument("--n-critic", type=int, help="critic steps per generator step")
@@ -84,7 +97,8 @@ def config_from_args(args) -> Config:
         "delta_targets": tuple(args.targets) if args.targets else None,
         "delta_mode": args.delta_mode, "n_critic": args.n_critic, "steps": args.steps,
         "seed": args.seed, "lr": args.lr, "use_predictor": False if args.no_predictor else None,
-        "checkpoint_every": args.checkpoint_every,
+        "checkpoint_every": args.checkpoint_every, "delta_param": args.delta_param,
+        "ema_decay": args.ema_decay, "augment": args.augment, "recon_sigma": args.recon_sigma,
     }
     return Config.preset(args.preset, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -111,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--resume: checkpoint {resume} does not exist")
         resume = None
     fixed = [OPTIONS[k] for k in ("batch_size", "image_size", "num_frames", "delta_targets",
-                                  "delta_mode", "n_critic", "lr", "seed")
+                                  "delta_mode", "n_critic", "lr", "seed", "delta_param",
+                                  "ema_decay", "augment", "recon_sigma")
              if getattr(args, {"num_frames": "frames", "delta_targets": "targets"}.get(k, k)) is not None]
     if resume and (fixed or args.no_predictor):
         parser.error(f"{', '.join(fixed or ['--no-predictor'])}: a resumed run keeps the "
@@ -156,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             f"checkpoint {stop.checkpoint}. Resume with:\n  {again}", file=sys.stderr)
         return 128 + stop.signum  # 130 for SIGINT, 143 for SIGTERM
     seconds = time.perf_counter() - tick
-    swd_end = trainer.measure_swd()
+    figures = trainer.evaluate()
     if trainer.world_size > 1:
         agree = trainer.replicas_agree()
         say(f"{trainer.world_size} processes: weights identical on every rank: {agree}")
@@ -169,16 +184,37 @@ def main(argv: list[str] | None = None) -> int:
     swd_start = next(r["swd"] for r in trainer.history if "swd" in r)
     images = (trainer.step - start) * trainer.config.batch_size * (trainer.config.train.n_critic + 1)
     print(f"done: step {trainer.step}, {seconds:.0f} s, {images / max(seconds, 1e-9):.0f} images/s, "
-          f"SWD {swd_start:.4f} -> {swd_end:.4f} (ratio {swd_end / swd_start:.2f})")
+          f"SWD {swd_start:.4f} -> {figures['swd']:.4f} (ratio {figures['swd'] / swd_start:.2f})")
+    print(summary(figures))
     for path in paths:
         print(f"  wrote {path}")
     return 0
+
+
+def summary(f: dict) -> str:
+    """The quality figures of ``Trainer.evaluate`` as a few readable lines."""
+    lines = [f"  samples: SWD {f['swd']:.4f} against a real-vs-real floor of {f['swd_floor']:.4f} "
+             f"(x{f['swd'] / f['swd_floor']:.1f})",
+             f"  VAE: reconstructions RMS {f['recon_rms']:.3f} per value, SWD {f['recon_swd']:.4f}; "
+             f"KL {f['kl_per_dim']:.3f} nats per dimension, {f['active_dims']} dimensions active"]
+    if "delta_spread" in f:
+        lines.append(
+            f"  deltas: spread {f['delta_spread']:.3f} (mean ||delta_i - mean|| / ||mean||), "
+            f"min cosine to the mean {f['delta_min_cos']:.4f}; SWD with the mean delta for every "
+            f"image {f['swd_mean_delta']:.4f} ({f['swd_mean_delta'] - f['swd']:+.4f}), "
+            f"base weights alone {f['swd_base']:.4f}")
+    return "\n".join(lines)
 
 
 def finish_run(trainer: Trainer) -> list[Path]:
     """Write the end-of-run pictures into the run folder; returns their paths."""
     out = trainer.out
     samples = trainer.save_samples(out / "samples.png")
+    real, recon = trainer.reconstructions(32)
+    reconstructions = out / "reconstructions.png"
+    rows = torch.cat([torch.stack([real[i:i + 8], recon[i:i + 8]]).flatten(0, 1) for i in range(0, 32, 8)])
+    with atomic_write(reconstructions) as tmp:  # rows of 8 real images, each above its reconstruction
+        save_image(rows, tmp, format="png", nrow=8, padding=2, pad_value=1.0)
     losses = out / "losses.png"
     figure = plot_losses(trainer.history, title=f"training, step {trainer.step}")
     with atomic_write(losses) as tmp:
@@ -186,7 +222,7 @@ def finish_run(trainer: Trainer) -> list[Path]:
     generated = trainer.samples(8)
     video = synthetic_video(generated, trainer.config.model.num_frames, trainer.config.video, seed=0)
     gif = save_gif(video, out / "videos.gif", fps=6, scale=max(1, 64 // trainer.config.model.image_size))
-    return [out / CHECKPOINT, out / "metrics.jsonl", samples, losses, gif]
+    return [out / CHECKPOINT, out / "metrics.jsonl", samples, reconstructions, losses, gif]
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -6,8 +6,12 @@ Each step, in the seed's order made correct:
    (``Generator.generate``: z -> base decode -> synthetic video -> predictor -> delta
    -> patched decode), WGAN-GP loss;
 2. one generator step: the same generation with gradients, loss
-   -E[D(patched images)] + vae_weight * (reconstruction + beta * KL) per pixel on a
-   real batch; one backward updates the VAE's base weights and the predictor together.
+   -E[D(patched images)] + vae_weight * (-log-likelihood + beta * KL) per value on a
+   real batch, its reconstructions decoded by the same generator; one backward
+   updates the VAE's base weights and the predictor together;
+3. the averaged generator (``generator_ema``) moves towards the trained one.
+
+The critic may see both kinds of images through DiffAugment (``augment``).
 
 Checkpoints (``checkpoint.py``) are plain dicts written atomically; resuming continues
 exactly: real batches are a function of (seed, batch number), and the random state
@@ -16,6 +20,7 @@ is saved.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -33,11 +38,13 @@ from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
 from . import __version__
+from .augment import diff_augment
 from .checkpoint import CHECKPOINT, check_same_model, load_checkpoint, save_atomic, stored_config
 from .config import Config
 from .data import ResumableBatchSampler, check_batch_size, endless_batches, load_dataset
 from .device import any_process, autocast, init_distributed, replicas_agree, resolve_precision
 from .files import atomic_write, lock_folder, remove_stale_writes
+from .evaluation import delta_figures, generate_fixed, real_floor, vae_figures
 from .generator import Generator
 from .losses import critic_loss, generator_adversarial_loss, vae_loss
 from .metrics import swd
@@ -59,16 +66,23 @@ class TrainingInterrupted(Exception):
 class _GeneratorPass(nn.Module):
     """The generator step's forward pass as one module, so that DDP can wrap it.
 
-    z (B, latent_dim), real (B, C, H, W) -> fake, delta, x_hat, mu, logvar.
+    z (B, latent_dim), real (B, C, H, W) -> fake, delta, x_hat, mu, logvar. With
+    ``through_generator`` the reconstruction is ``generate`` of the encoding, else the
+    base decode ``vae(real)``.
     """
 
-    def __init__(self, generator: Generator):
+    def __init__(self, generator: Generator, through_generator: bool = False):
         super().__init__()
         self.generator = generator  # registered: DDP syncs the VAE and the predictor
+        self.through_generator = through_generator
 
     def forward(self, z: torch.Tensor, real: torch.Tensor):
         fake, delta = self.generator.generate(z, return_delta=True)
-        x_hat, mu, logvar = self.generator.vae(real)
+        if self.through_generator:
+            mu, logvar = self.generator.vae.encode(real)
+            x_hat = self.generator.generate(self.generator.vae.reparameterize(mu, logvar))
+        else:
+            x_hat, mu, logvar = self.generator.vae(real)
         return fake, delta, x_hat, mu, logvar
 
 
@@ -92,6 +106,8 @@ class Trainer:
 
     Attributes:
         generator: the ``Generator`` (VAE, predictor, weight deltas) being trained.
+        generator_ema: its weight average (``ema_decay``), which samples, SWD, videos
+            and widgets use; the same object as ``generator`` when ``ema_decay`` is 0.
         critic: the WGAN-GP critic.
         step: generator steps done; history: the metric records logged so far.
     """
@@ -131,13 +147,16 @@ class Trainer:
             self.critic.to(memory_format=torch.channels_last)
             if predictor is not None:  # (B, C, T, H, W) stored as (B, T, H, W, C)
                 predictor.to(memory_format=torch.channels_last_3d)
+        self.generator_ema = self.generator
+        if t.ema_decay > 0:  # a copy that follows the trained weights slowly, never trained itself
+            self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False).eval()
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=t.lr, betas=t.betas)
         self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=t.lr, betas=t.betas)
         if self.rank:  # each process draws its own noise; rank 0 keeps the single-process stream
             torch.manual_seed(config.seed + 7919 * self.rank)
         # What the optimisers' backward passes run through: under torchrun, PyTorch's
         # DistributedDataParallel, which averages gradients across processes.
-        self._generator_pass: nn.Module = _GeneratorPass(self.generator)
+        self._generator_pass: nn.Module = _GeneratorPass(self.generator, t.recon_through_generator)
         self._critic_net: nn.Module = self.critic
         if self.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -174,12 +193,11 @@ class Trainer:
 
     @torch.no_grad()
     def samples(self, n: int = 64, *, scale: float = 1.0) -> torch.Tensor:
-        """Images generated from the fixed noise vectors (n, C, H, W), float on the CPU."""
+        """Images ``generator_ema`` makes from the fixed noise vectors (n, C, H, W), on the CPU."""
         was_training = self.generator.training
         self._train_mode(False)
         with self.autocast():
-            x = torch.cat([self.generator.generate(z, scale=scale, seed=self.config.seed + i)
-                           for i, z in enumerate(self.fixed_z[:n].split(64))])
+            x, _ = generate_fixed(self.generator_ema, self.fixed_z[:n], seed=self.config.seed, scale=scale)
         self._train_mode(was_training)
         return x.float().cpu()
 
@@ -201,11 +219,16 @@ class Trainer:
         x = next(self._batches).to(self.device, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        """The critic's view of images: DiffAugment's transformations (``augment``), if any."""
+        return diff_augment(x, self.config.train.augment)
+
     def critic_step(self, real: torch.Tensor) -> dict[str, float]:
         """One WGAN-GP update of the critic on real vs freshly generated images."""
         with torch.no_grad(), self.autocast():
             fake = self.generator.generate(self.vae.sample_z(len(real)))
         with self.autocast():
+            real, fake = self._augment(real), self._augment(fake)
             loss, stats = critic_loss(self._critic_net, real, fake, gp_critic=self.critic,
                                       gp_weight=self.config.train.gp_weight)
         self._check_finite("critic", loss)
@@ -221,20 +244,34 @@ class Trainer:
         try:
             with self.autocast():
                 fake, delta, x_hat, mu, logvar = self._generator_pass(self.vae.sample_z(len(real)), real)
-                adv = generator_adversarial_loss(self.critic, fake)
+                adv = generator_adversarial_loss(self.critic, self._augment(fake))
                 vae_term, stats = vae_loss(x_hat.float(), real.float(), mu.float(), logvar.float(),
-                                           beta=t.beta)
+                                           beta=t.beta, sigma=t.recon_sigma)
                 loss = adv.float() + t.vae_weight * vae_term
             self._check_finite("generator", loss)
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()
             self.opt_g.step()
+            self._update_ema()
         finally:
             self.critic.requires_grad_(True)
         stats.update(generator=loss.item(), adversarial=adv.item())
         if delta is not None:
             stats["delta_rms"] = delta.float().square().mean().sqrt().item()
         return stats
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """Move the averaged generator 1 - decay of the way towards the trained one.
+
+        The decay ramps up as (1 + step) / (10 + step) until it reaches ``ema_decay``, so
+        that early on the average is not dominated by the random starting weights.
+        """
+        if self.generator_ema is self.generator:
+            return
+        decay = min(self.config.train.ema_decay, (1 + self.step) / (10 + self.step))
+        averaged, trained = list(self.generator_ema.parameters()), list(self.generator.parameters())
+        torch._foreach_lerp_(averaged, trained, 1 - decay)
 
     def train_step(self) -> dict[str, float]:
         """``n_critic`` critic steps, then one generator step; returns the last losses."""
@@ -332,6 +369,52 @@ class Trainer:
         self._log({"step": self.step, "swd": value})
         return value
 
+    def evaluate(self) -> dict:
+        """Every quality figure of ``evaluation.py`` for the averaged generator, logged.
+
+        The SWD figures compare ``swd_images`` generated images (the fixed noise vectors)
+        with as many real ones; ``swd_floor`` compares two disjoint halves of the data.
+        """
+        n = min(self.config.train.swd_images, len(self.dataset))
+        real = self.real_images(len(self.dataset) if len(self.dataset) < 2 * n else 2 * n)
+        was_training = self.generator.training
+        self._train_mode(False)
+        try:
+            with self.autocast():
+                figures = delta_figures(self.generator_ema, self.fixed_z[:n], real[:n],
+                                        seed=self.config.seed)
+                figures.update(vae_figures(self.generator_ema, real[:n].to(self.device),
+                                           through_generator=self.config.train.recon_through_generator,
+                                           seed=self.config.seed))
+        finally:
+            self._train_mode(was_training)
+        figures["swd_floor"] = real_floor(real)
+        record = {"step": self.step, **figures}
+        self._log(record)
+        return record
+
+    @torch.no_grad()
+    def reconstructions(self, n: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+        """n fixed real images and the averaged generator's reconstructions of them.
+
+        Each image is encoded to its posterior mean and decoded as training decodes
+        reconstructions (through the whole generator, or the base decoder alone).
+        """
+        real = self.real_images(n)
+        g = self.generator_ema
+        was_training = self.generator.training
+        self._train_mode(False)
+        try:
+            with self.autocast():
+                mu, _ = g.vae.encode(real.to(self.device))
+                if self.config.train.recon_through_generator:
+                    recon, _ = generate_fixed(g, mu, seed=self.config.seed)
+                else:
+                    recon = g.vae.decode(mu)
+        finally:
+            self._train_mode(was_training)
+        return real, recon.float().cpu()
+
     def save_samples(self, path: str | os.PathLike, n: int = 64) -> Path:
         """A grid of images generated from the fixed noise vectors, as a PNG."""
         with atomic_write(path) as tmp:
@@ -350,6 +433,8 @@ class Trainer:
             "step": self.step, "batches_seen": self.batches_seen,
             "vae": self.vae.state_dict(), "critic": self.critic.state_dict(),
             "predictor": self.predictor.state_dict() if self.predictor else None,
+            "generator_ema": (self.generator_ema.state_dict()
+                              if self.generator_ema is not self.generator else None),
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "rng": rng,
         }
 
@@ -363,6 +448,11 @@ class Trainer:
         self.critic.load_state_dict(state["critic"])
         if self.predictor is not None:
             self.predictor.load_state_dict(state["predictor"])
+        if self.generator_ema is not self.generator:
+            if state.get("generator_ema") is None:
+                raise ValueError("the checkpoint holds no averaged generator (it was trained "
+                                 "with ema_decay = 0), but this config averages one")
+            self.generator_ema.load_state_dict(state["generator_ema"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.step, self.batches_seen, self._batches = state["step"], state["batches_seen"], None

@@ -134,7 +134,7 @@ class DeltaExplorer:
     norm of s * delta relative to the weights and the histogram of the chosen delta.
 
     Args:
-        generator: a ``Generator`` with a weight predictor (``trainer.generator``).
+        generator: a ``Generator`` with a weight predictor (``trainer.generator_ema``).
         z: the noise vector to decode (1, latent_dim), e.g. ``trainer.fixed_z[:1]``.
         seed: seed of the synthetic video the delta is predicted from.
     """

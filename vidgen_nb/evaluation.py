@@ -1,0 +1,92 @@
+"""What a trained generator is worth, in numbers: samples, the VAE, and the weight deltas.
+
+Every figure compares against real images with the kit's own ``swd`` (lower is
+better; its patches and directions always drawn with seed 0, so runs compare), next to the floor two sets of real images reach against each other:
+
+* ``swd``: generated images against real ones; ``swd_floor``: real against real.
+* The VAE: ``kl_per_dim`` (nats per latent dimension, averaged over images),
+  ``active_dims`` (dimensions whose KL exceeds 0.01 nats: the ones the encoder uses),
+  ``recon_rms`` (root mean squared error per value) and ``recon_swd`` of the
+  reconstructions of the posterior means.
+* The deltas: ``delta_spread`` = mean ||delta_i - mean|| / ||mean|| and
+  ``delta_min_cos`` = the smallest cosine between an image's delta and the mean (a
+  predictor that ignores its input has spread 0 and cosine 1); ``swd_mean_delta``
+  and ``swd_base``: the same noise decoded with the batch-mean delta for every image,
+  and with the base weights alone. ``swd_mean_delta - swd`` is what the per-image
+  prediction buys over a constant.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .generator import Generator
+from .losses import kl_divergence
+from .metrics import swd
+
+ACTIVE_KL = 0.01  # nats: a latent dimension with more KL than this carries information
+CHUNK = 64  # noise vectors generated at once (bounds memory at 128 px)
+
+
+@torch.no_grad()
+def generate_fixed(generator: Generator, z: torch.Tensor, *, seed: int = 0, scale: float = 1.0):
+    """``generate`` in chunks of 64 noise vectors, chunk i with video seed ``seed + i``.
+
+    Returns (images, delta), delta None without a predictor: the same images for the
+    same z and seed, however they are later compared.
+    """
+    parts = [generator.generate(zc, scale=scale, seed=seed + i, return_delta=True)
+             for i, zc in enumerate(z.split(CHUNK))]
+    images = torch.cat([x for x, _ in parts])
+    return images, (None if parts[0][1] is None else torch.cat([d for _, d in parts]))
+
+
+@torch.no_grad()
+def vae_figures(generator: Generator, images: torch.Tensor, *, through_generator: bool = True,
+                seed: int = 0) -> dict[str, float]:
+    """KL per dimension, active dimensions, and the reconstructions' RMS error and SWD.
+
+    Reconstructions decode the posterior means: with ``through_generator`` by
+    ``generator.generate`` (theta + the image's own delta), else by the base decoder.
+    """
+    vae = generator.vae
+    mu, logvar = vae.encode(images)
+    kl_dims = 0.5 * (mu.square() + logvar.exp() - 1 - logvar).float().mean(0)  # (latent_dim,)
+    recon = generate_fixed(generator, mu, seed=seed)[0] if through_generator else vae.decode(mu)
+    recon, images = recon.float(), images.float()
+    return {
+        "kl_per_dim": kl_divergence(mu.float(), logvar.float()).item() / mu.shape[1],
+        "active_dims": int((kl_dims > ACTIVE_KL).sum()),
+        "recon_rms": (recon - images).square().mean().sqrt().item(),
+        "recon_swd": swd(recon.cpu(), images.cpu()),
+    }
+
+
+@torch.no_grad()
+def delta_figures(generator: Generator, z: torch.Tensor, real: torch.Tensor, *,
+                  seed: int = 0) -> dict[str, float]:
+    """How much each image's delta differs from the others', and what that buys in SWD."""
+    x, delta = generate_fixed(generator, z, seed=seed)
+    figures = {"swd": swd(x.float().cpu(), real)}
+    if delta is None:
+        return figures
+    delta = delta.float()
+    mean = delta.mean(0, keepdim=True)
+    with_mean = generator.deltas.decode(z, mean.expand_as(delta), mode="batch_mean")
+    base = generator.vae.decode(z)
+    return {
+        **figures,
+        "delta_spread": ((delta - mean).norm(dim=1) / mean.norm().clamp_min(1e-12)).mean().item(),
+        "delta_min_cos": F.cosine_similarity(delta, mean).min().item(),
+        "swd_mean_delta": swd(with_mean.float().cpu(), real),
+        "swd_base": swd(base.float().cpu(), real),
+    }
+
+
+def real_floor(images: torch.Tensor) -> float:
+    """SWD between the two halves of a set of real images: the best a generator can expect."""
+    half = len(images) // 2
+    if half < 2:
+        raise ValueError(f"{len(images)} images: need at least 4 to compare two halves")
+    return swd(images[:half], images[half:2 * half])
