@@ -41,6 +41,7 @@ def test_overrides_reach_the_right_section():
     (dict(noise=-0.1), ["noise=-0.1", ">= 0"]),
     (dict(ema_decay=1.0), ["ema_decay=1.0", "[0, 1)"]),
     (dict(recon_sigma=-1), ["recon_sigma=-1", ">= 0"]),
+    (dict(recon_sigma=float("nan")), ["recon_sigma=nan", "finite"]),
     (dict(delta_param="lora"), ["delta_param='lora'", "dense", "channel"]),
     (dict(latnt_dim=3), ["'latnt_dim'", "latent_dim"]),
 ])
@@ -77,3 +78,13 @@ def test_older_configs_mean_what_their_runs_did():
     old = Config.from_dict(d)
     assert (old.train.ema_decay, old.train.augment, old.train.recon_through_generator) == (0.0, "", False)
     assert old.train.recon_sigma == 0.5**0.5 and old.model.delta_param == "dense"
+
+
+def test_quality_options_reach_the_config():
+    from vidgen_nb.train import build_parser, config_from_args
+
+    args = build_parser().parse_args(["--delta-param", "channel", "--ema-decay", "0.5", "--augment",
+                                      "color,cutout", "--recon-sigma", "0.1"])
+    cfg = config_from_args(args)
+    assert (cfg.model.delta_param, cfg.train.ema_decay, cfg.train.augment, cfg.train.recon_sigma) == \
+        ("channel", 0.5, "color,cutout", 0.1)

@@ -50,8 +50,8 @@ def test_ddp_two_cpu_processes_agree_and_only_rank0_writes(tmp_path, data):
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "critic" in r] == [4]  # written once, not per rank
     assert sorted(p.name for p in out.iterdir()) == [
-        "checkpoint.pt", "config.json", "losses.png", "metrics.jsonl", "samples", "samples.png",
-        "videos.gif"]
+        "checkpoint.pt", "config.json", "losses.png", "metrics.jsonl", "reconstructions.png", "samples",
+        "samples.png", "videos.gif"]
 
     more = subprocess.run([*cmd[:-7], "--steps", "6", "--data", str(data), "--out", str(out),
                            "--resume", "auto", "--device", "cpu", "--quiet"],
@@ -219,6 +219,10 @@ OPTION_VALUES = {
     "--targets": st.sampled_from(["decoder.out.*", "decoder.*", "encoder.0.weight", "nope", "["]),
     "--seed": st.integers(-5, 5).map(str),
     "--checkpoint-every": st.integers(-1, 5).map(str),
+    "--delta-param": st.sampled_from(["dense", "channel", "lora"]),
+    "--ema-decay": st.one_of(st.floats(-1, 2).map(str), st.sampled_from(["nan", "1", "0"])),
+    "--augment": st.sampled_from(["", "color", "color,translation,cutout", "flip", "color,,cutout"]),
+    "--recon-sigma": st.one_of(st.floats(-1, 2).map(str), st.sampled_from(["nan", "inf", "0"])),
 }
 
 

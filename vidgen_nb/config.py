@@ -8,6 +8,7 @@ raises ``ValueError`` naming the field, its value and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -172,8 +173,10 @@ class TrainConfig:
                 or self.num_workers < 0:
             raise ValueError(f"num_workers={self.num_workers!r}: expected an integer >= 0")
         for name in ("gp_weight", "beta", "vae_weight", "recon_sigma"):
-            if not isinstance(getattr(self, name), (int, float)) or getattr(self, name) < 0:
-                raise ValueError(f"{name}={getattr(self, name)!r}: expected a number >= 0")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0 <= value < math.inf:  # NaN fails every comparison
+                raise ValueError(f"{name}={value!r}: expected a finite number >= 0")
         if not isinstance(self.lr, (int, float)) or not 0 < self.lr < 1:
             raise ValueError(f"lr={self.lr!r}: expected a number in (0, 1)")
         if isinstance(self.ema_decay, bool) or not isinstance(self.ema_decay, (int, float)) \
