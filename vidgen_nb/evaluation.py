@@ -42,6 +42,18 @@ def generate_fixed(generator: Generator, z: torch.Tensor, *, seed: int = 0, scal
     return images, (None if parts[0][1] is None else torch.cat([d for _, d in parts]))
 
 
+def _decode_means(generator: Generator, mu: torch.Tensor, through_generator: bool, seed: int):
+    """Posterior means -> images: by the whole generator, or by the base decoder alone."""
+    return generate_fixed(generator, mu, seed=seed)[0] if through_generator else generator.vae.decode(mu)
+
+
+@torch.no_grad()
+def reconstruct(generator: Generator, images: torch.Tensor, *, through_generator: bool = True,
+                seed: int = 0) -> torch.Tensor:
+    """Images -> their posterior means -> decoded again (as ``vae_figures`` measures them)."""
+    return _decode_means(generator, generator.vae.encode(images)[0], through_generator, seed)
+
+
 @torch.no_grad()
 def vae_figures(generator: Generator, images: torch.Tensor, *, through_generator: bool = True,
                 seed: int = 0) -> dict[str, float]:
@@ -50,11 +62,10 @@ def vae_figures(generator: Generator, images: torch.Tensor, *, through_generator
     Reconstructions decode the posterior means: with ``through_generator`` by
     ``generator.generate`` (theta + the image's own delta), else by the base decoder.
     """
-    vae = generator.vae
-    mu, logvar = vae.encode(images)
+    mu, logvar = generator.vae.encode(images)
     kl_dims = 0.5 * (mu.square() + logvar.exp() - 1 - logvar).float().mean(0)  # (latent_dim,)
-    recon = generate_fixed(generator, mu, seed=seed)[0] if through_generator else vae.decode(mu)
-    recon, images = recon.float(), images.float()
+    recon = _decode_means(generator, mu, through_generator, seed).float()
+    images = images.float()
     return {
         "kl_per_dim": kl_divergence(mu.float(), logvar.float()).item() / mu.shape[1],
         "active_dims": int((kl_dims > ACTIVE_KL).sum()),

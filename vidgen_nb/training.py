@@ -20,6 +20,7 @@ is saved.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -44,7 +45,7 @@ from .config import Config
 from .data import ResumableBatchSampler, check_batch_size, endless_batches, load_dataset
 from .device import any_process, autocast, init_distributed, replicas_agree, resolve_precision
 from .files import atomic_write, lock_folder, remove_stale_writes
-from .evaluation import delta_figures, generate_fixed, real_floor, vae_figures
+from .evaluation import delta_figures, generate_fixed, real_floor, reconstruct, vae_figures
 from .generator import Generator
 from .losses import critic_loss, generator_adversarial_loss, vae_loss
 from .metrics import swd
@@ -194,12 +195,20 @@ class Trainer:
     @torch.no_grad()
     def samples(self, n: int = 64, *, scale: float = 1.0) -> torch.Tensor:
         """Images ``generator_ema`` makes from the fixed noise vectors (n, C, H, W), on the CPU."""
+        with self._evaluating():
+            x, _ = generate_fixed(self.generator_ema, self.fixed_z[:n], seed=self.config.seed, scale=scale)
+        return x.float().cpu()
+
+    @contextlib.contextmanager
+    def _evaluating(self):
+        """Eval mode and the trainer's autocast for a measurement; the mode is restored after."""
         was_training = self.generator.training
         self._train_mode(False)
-        with self.autocast():
-            x, _ = generate_fixed(self.generator_ema, self.fixed_z[:n], seed=self.config.seed, scale=scale)
-        self._train_mode(was_training)
-        return x.float().cpu()
+        try:
+            with self.autocast():
+                yield
+        finally:
+            self._train_mode(was_training)
 
     def _train_mode(self, mode: bool) -> None:
         self.generator.train(mode)
@@ -377,17 +386,11 @@ class Trainer:
         """
         n = min(self.config.train.swd_images, len(self.dataset))
         real = self.real_images(len(self.dataset) if len(self.dataset) < 2 * n else 2 * n)
-        was_training = self.generator.training
-        self._train_mode(False)
-        try:
-            with self.autocast():
-                figures = delta_figures(self.generator_ema, self.fixed_z[:n], real[:n],
-                                        seed=self.config.seed)
-                figures.update(vae_figures(self.generator_ema, real[:n].to(self.device),
-                                           through_generator=self.config.train.recon_through_generator,
-                                           seed=self.config.seed))
-        finally:
-            self._train_mode(was_training)
+        with self._evaluating():
+            figures = delta_figures(self.generator_ema, self.fixed_z[:n], real[:n], seed=self.config.seed)
+            figures.update(vae_figures(self.generator_ema, real[:n].to(self.device),
+                                       through_generator=self.config.train.recon_through_generator,
+                                       seed=self.config.seed))
         figures["swd_floor"] = real_floor(real)
         record = {"step": self.step, **figures}
         self._log(record)
@@ -401,18 +404,9 @@ class Trainer:
         reconstructions (through the whole generator, or the base decoder alone).
         """
         real = self.real_images(n)
-        g = self.generator_ema
-        was_training = self.generator.training
-        self._train_mode(False)
-        try:
-            with self.autocast():
-                mu, _ = g.vae.encode(real.to(self.device))
-                if self.config.train.recon_through_generator:
-                    recon, _ = generate_fixed(g, mu, seed=self.config.seed)
-                else:
-                    recon = g.vae.decode(mu)
-        finally:
-            self._train_mode(was_training)
+        with self._evaluating():
+            recon = reconstruct(self.generator_ema, real.to(self.device), seed=self.config.seed,
+                                through_generator=self.config.train.recon_through_generator)
         return real, recon.float().cpu()
 
     def save_samples(self, path: str | os.PathLike, n: int = 64) -> Path:
