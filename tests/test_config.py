@@ -43,6 +43,7 @@ def test_overrides_reach_the_right_section():
     (dict(recon_sigma=-1), ["recon_sigma=-1", ">= 0"]),
     (dict(recon_sigma=float("nan")), ["recon_sigma=nan", "finite"]),
     (dict(delta_param="lora"), ["delta_param='lora'", "dense", "channel"]),
+    (dict(delta_source="image"), ["delta_source='image'", "video", "constant"]),
     (dict(latnt_dim=3), ["'latnt_dim'", "latent_dim"]),
 ])
 def test_invalid_values_name_field_value_and_rule(overrides, words):
@@ -77,14 +78,15 @@ def test_older_configs_mean_what_their_runs_did():
             del d[section][name]  # as stored before the field existed
     old = Config.from_dict(d)
     assert (old.train.ema_decay, old.train.augment, old.train.recon_through_generator) == (0.0, "", False)
-    assert old.train.recon_sigma == 0.5**0.5 and old.model.delta_param == "dense"
+    assert old.train.recon_sigma == 0.5**0.5 and old.model.delta_param == "dense" \
+        and old.model.delta_source == "video"
 
 
 def test_quality_options_reach_the_config():
     from vidgen_nb.train import build_parser, config_from_args
 
     args = build_parser().parse_args(["--delta-param", "channel", "--ema-decay", "0.5", "--augment",
-                                      "color,cutout", "--recon-sigma", "0.1"])
+                                      "color,cutout", "--recon-sigma", "0.1", "--delta-source", "constant"])
     cfg = config_from_args(args)
-    assert (cfg.model.delta_param, cfg.train.ema_decay, cfg.train.augment, cfg.train.recon_sigma) == \
-        ("channel", 0.5, "color,cutout", 0.1)
+    assert (cfg.model.delta_param, cfg.train.ema_decay, cfg.train.augment, cfg.train.recon_sigma,
+            cfg.model.delta_source) == ("channel", 0.5, "color,cutout", 0.1, "constant")

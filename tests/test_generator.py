@@ -24,6 +24,26 @@ def test_a_predictor_of_the_wrong_width_is_refused():
         Generator(config, vae, WeightPredictor3DCNN(5))
 
 
+def test_a_constant_delta_is_one_learned_vector_for_every_image_and_starts_at_the_base():
+    from vidgen_nb.models import ConstantDelta
+
+    generator = Generator.build(Config.preset("tiny", delta_source="constant"))
+    assert isinstance(generator.predictor, ConstantDelta)
+    assert generator.predictor.output_size == generator.deltas.weight_update_size
+    z = generator.sample_z(5, seed=0)
+    x, delta = generator.generate(z, return_delta=True)
+    assert torch.equal(x, generator.vae.decode(z))  # zero at the start, like the predictor's head
+    with torch.no_grad():
+        generator.predictor.delta.normal_()
+    x, delta = generator.generate(z, return_delta=True)
+    assert torch.equal(delta, generator.predictor.delta.expand(5, -1))
+    per_image = generator.deltas.decode(z, delta, mode="per_sample")  # the same as each its own
+    assert torch.allclose(x, per_image, atol=1e-5) and not torch.allclose(x, generator.vae.decode(z))
+    x.sum().backward()  # trained like the predictor: gradients reach the vector and theta
+    assert generator.predictor.delta.grad.abs().sum() > 0
+    assert generator.vae.decoder.out.weight.grad.abs().sum() > 0
+
+
 def test_seeded_noise_is_the_same_on_any_call_and_leaves_the_global_stream():
     generator = Generator.build(Config.preset("tiny"))
     state = torch.get_rng_state()

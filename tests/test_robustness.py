@@ -220,6 +220,7 @@ OPTION_VALUES = {
     "--seed": st.integers(-5, 5).map(str),
     "--checkpoint-every": st.integers(-1, 5).map(str),
     "--delta-param": st.sampled_from(["dense", "channel", "lora"]),
+    "--delta-source": st.sampled_from(["video", "constant", "image"]),
     "--ema-decay": st.one_of(st.floats(-1, 2).map(str), st.sampled_from(["nan", "1", "0"])),
     "--augment": st.sampled_from(["", "color", "color,translation,cutout", "flip", "color,,cutout"]),
     "--recon-sigma": st.one_of(st.floats(-1, 2).map(str), st.sampled_from(["nan", "inf", "0"])),

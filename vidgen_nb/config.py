@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 DEFAULT_DELTA_TARGETS = ("decoder.out.*",)
 DELTA_MODES = ("per_sample", "batch_mean")
 DELTA_PARAMS = ("dense", "channel")  # what a predicted number means (deltas.py)
+# Where each image's delta comes from: the 3D CNN watching the image's synthetic video,
+# or one learned delta shared by every image (an ablation: extra weights, no predictor).
+DELTA_SOURCES = ("video", "constant")
 AUGMENTATIONS = ("color", "translation", "cutout")  # DiffAugment's transformations (augment.py)
 FAST_ENV = "VIDGEN_NB_FAST"  # set to 1: notebooks use the tiny preset and few steps (CI does)
 
@@ -42,6 +45,12 @@ def check_delta_param(param) -> None:
     """Raise ``ValueError`` unless ``param`` is one of ``DELTA_PARAMS``."""
     if param not in DELTA_PARAMS:
         raise ValueError(f"delta_param={param!r}: expected one of {DELTA_PARAMS}")
+
+
+def check_delta_source(source) -> None:
+    """Raise ``ValueError`` unless ``source`` is one of ``DELTA_SOURCES``."""
+    if source not in DELTA_SOURCES:
+        raise ValueError(f"delta_source={source!r}: expected one of {DELTA_SOURCES}")
 
 
 def check_augment(policy) -> tuple[str, ...]:
@@ -82,6 +91,7 @@ class ModelConfig:
     delta_targets: tuple[str, ...] = DEFAULT_DELTA_TARGETS  # VAE parameter names or globs
     delta_mode: str = "per_sample"  # each image its own delta, or the batch mean
     delta_param: str = "dense"  # a number per weight, added; or per channel pair, multiplying
+    delta_source: str = "video"  # the predictor watching the video, or one learned constant
 
     def __post_init__(self):
         for name in ("image_size", "channels", "latent_dim", "num_frames", "predictor_filters",
@@ -101,6 +111,7 @@ class ModelConfig:
                              "parameter names or glob patterns, e.g. ('decoder.out.*',)")
         check_delta_mode(self.delta_mode)
         check_delta_param(self.delta_param)
+        check_delta_source(self.delta_source)
 
     @property
     def bottom_size(self) -> int:
@@ -248,7 +259,7 @@ class Config:
 SECTIONS = {"model": ModelConfig, "video": VideoConfig, "train": TrainConfig}
 # What fields added later meant before they existed (read from older checkpoints).
 LEGACY = {
-    "model": {"predictor_stride": 1, "delta_param": "dense"},
+    "model": {"predictor_stride": 1, "delta_param": "dense", "delta_source": "video"},
     "train": {"recon_sigma": 0.5**0.5, "recon_through_generator": False, "ema_decay": 0.0, "augment": ""},
 }
 

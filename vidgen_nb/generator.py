@@ -8,7 +8,9 @@ samples, SWD, the widgets and the generated videos alike:
     delta  = predictor(video)                     (B, WEIGHT_UPDATE_SIZE)
     x      = decoder(z; theta + scale * delta)    the generated image
 
-Without a predictor (the plain VAE-WGAN-GP) it is decoder(z; theta).
+Without a predictor (the plain VAE-WGAN-GP) it is decoder(z; theta). With
+``delta_source = "constant"`` (an ablation) delta is one learned vector for every image,
+and no base decode or video is made.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from torch import nn
 from .checkpoint import load_checkpoint, stored_config
 from .config import Config
 from .deltas import WeightDeltas
-from .models import VAE, WeightPredictor3DCNN
+from .models import VAE, ConstantDelta, WeightPredictor3DCNN
 from .video import synthetic_video
 
 
@@ -38,7 +40,7 @@ class Generator(nn.Module):
     ``Generator.build(config)`` makes fresh networks; ``from_checkpoint`` loads them.
     """
 
-    def __init__(self, config: Config, vae: VAE, predictor: WeightPredictor3DCNN | None):
+    def __init__(self, config: Config, vae: VAE, predictor: WeightPredictor3DCNN | ConstantDelta | None):
         super().__init__()
         self.config, self.vae, self.predictor = config, vae, predictor
         m = config.model
@@ -49,10 +51,13 @@ class Generator(nn.Module):
                              f"targets {m.delta_targets}")
 
     @staticmethod
-    def new_predictor(config: Config, vae: VAE) -> WeightPredictor3DCNN:
-        """A fresh predictor sized for the weights ``config`` selects in ``vae``."""
+    def new_predictor(config: Config, vae: VAE) -> WeightPredictor3DCNN | ConstantDelta:
+        """A fresh predictor sized for the weights ``config`` selects in ``vae``
+        (a ``ConstantDelta`` when ``delta_source`` is "constant")."""
         m = config.model
         size = WeightDeltas(vae, m.delta_targets, param=m.delta_param).weight_update_size
+        if m.delta_source == "constant":
+            return ConstantDelta(size)
         return WeightPredictor3DCNN.from_config(config.model, size)
 
     @classmethod
@@ -122,6 +127,10 @@ class Generator(nn.Module):
         if self.predictor is None:
             x = self.vae.decode(z)
             return (x, None) if return_delta else x
+        if isinstance(self.predictor, ConstantDelta):  # nothing to watch: no base decode
+            delta = self.predictor(z)  # every row the same, so their mean is exact and cheaper
+            x = self.deltas.decode(z, delta, scale=scale, mode="batch_mean")
+            return (x, delta) if return_delta else x
         # With only the output layer patched, both decodes share every layer before it.
         h = self.vae.decoder.features(z) if self.deltas.output_layer_only else None
         with torch.no_grad() if self.config.video.detach else contextlib.nullcontext():

@@ -184,6 +184,26 @@ class WeightPredictor3DCNN(nn.Module):
         return self.head(h.flatten(1))  # -> (B, output_size)
 
 
+class ConstantDelta(nn.Module):
+    """One learned weight update shared by every image: a predictor that sees nothing.
+
+    The ablation of ``WeightPredictor3DCNN``: the same number of adjusted weights,
+    starting at zero as the predictor's head does, but no video and no network.
+    ``forward`` takes a video (or any batch) only for its batch size.
+    """
+
+    def __init__(self, output_size: int):
+        super().__init__()
+        if output_size < 1:
+            raise ValueError(f"output_size={output_size}: expected a positive integer "
+                             "(the number of VAE weights to adjust)")
+        self.delta = nn.Parameter(torch.zeros(output_size))
+        self.output_size = output_size
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.delta.expand(len(batch), -1)  # (B, output_size), the same row for all
+
+
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -148,3 +148,53 @@ def plot_feedback(stats: dict) -> Figure:
         ax.set_xlabel("frame")
         ax.grid(alpha=0.3)
     return fig
+
+
+def plot_study_swd(runs: list[dict], arms: list[str]) -> Figure:
+    """A study's SWD during training, against the step and against training seconds.
+
+    One colour per arm: a thin line per seed and, against the step, a thick line for
+    the mean over seeds (``runs``: the ``result.json`` of each run, with its ``curve``).
+    """
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    by_step, by_time = fig.subplots(1, 2, sharey=True)
+    colours = {arm: f"C{i}" for i, arm in enumerate(arms)}
+    for arm in arms:
+        curves = [r["curve"] for r in runs if r["arm"] == arm]
+        for curve in curves:
+            steps, seconds, values = zip(*curve)
+            by_step.plot(steps, values, color=colours[arm], lw=0.7, alpha=0.5)
+            by_time.plot(seconds, values, color=colours[arm], lw=1, alpha=0.8,
+                         label=arm if curve is curves[0] else None)
+        common = min((len(c) for c in curves), default=0)
+        if common:
+            mean = [sum(c[i][2] for c in curves) / len(curves) for i in range(common)]
+            by_step.plot([p[0] for p in curves[0][:common]], mean, color=colours[arm], lw=2.2, label=arm)
+    by_step.set(xlabel="step", ylabel="SWD to real images (lower is better)",
+                title="equal steps (thick: mean over seeds)")
+    by_time.set(xlabel="training seconds", title="equal time (one line per seed)")
+    for ax in (by_step, by_time):
+        ax.grid(alpha=0.3)
+    by_step.legend(fontsize=8)
+    return fig
+
+
+def plot_study_samples(folder, arms: list[str], seed: int, n: int = 16) -> Figure:
+    """The first ``n`` images of each arm's ``samples.png`` (one seed), side by side."""
+    from pathlib import Path
+
+    from torchvision.io import read_image
+
+    fig = Figure(figsize=(2.6 * len(arms), 2.9), layout="constrained")
+    axes = fig.subplots(1, len(arms), squeeze=False)[0]
+    side = int(n**0.5)
+    for ax, arm in zip(axes, arms):
+        ax.set_axis_off()
+        ax.set_title(arm, fontsize=10)
+        path = Path(folder) / arm / f"seed_{seed}" / "samples.png"
+        if not path.exists():
+            continue
+        grid = read_image(str(path))  # 8 x 8 images of size s with 2-px padding: keep side x side
+        size = (grid.shape[-1] - 2) // 8
+        ax.imshow(grid[:, : side * size + 2, : side * size + 2].permute(1, 2, 0).numpy())
+    return fig

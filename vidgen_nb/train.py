@@ -35,6 +35,7 @@ OPTIONS = {
     "delta_targets": "--targets", "delta_mode": "--delta-mode", "n_critic": "--n-critic",
     "use_predictor": "--no-predictor", "steps": "--steps", "seed": "--seed", "lr": "--lr",
     "device": "--device", "checkpoint_every": "--checkpoint-every", "delta_param": "--delta-param",
+    "delta_source": "--delta-source",
     "ema_decay": "--ema-decay", "augment": "--augment", "recon_sigma": "--recon-sigma",
 }
 
@@ -67,6 +68,9 @@ def build_parser() -> Parser:
                    help="a delta per image (default) or the batch mean")
     p.add_argument("--delta-param", choices=("dense", "channel"),
                    help="a number per weight, added (dense), or per channel pair, scaling theta (channel)")
+    p.add_argument("--delta-source", choices=("video", "constant"),
+                   help="the predictor watching each image's video (default), or one learned "
+                        "delta for every image (an ablation)")
     p.add_argument("--ema-decay", type=float,
                    help="weight averaging of the generator (G_ema) per step; 0: off")
     p.add_argument("--augment", metavar="POLICY",
@@ -98,6 +102,7 @@ def config_from_args(args) -> Config:
         "delta_mode": args.delta_mode, "n_critic": args.n_critic, "steps": args.steps,
         "seed": args.seed, "lr": args.lr, "use_predictor": False if args.no_predictor else None,
         "checkpoint_every": args.checkpoint_every, "delta_param": args.delta_param,
+        "delta_source": args.delta_source,
         "ema_decay": args.ema_decay, "augment": args.augment, "recon_sigma": args.recon_sigma,
     }
     return Config.preset(args.preset, **{k: v for k, v in overrides.items() if v is not None})
@@ -125,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--resume: checkpoint {resume} does not exist")
         resume = None
     fixed = [OPTIONS[k] for k in ("batch_size", "image_size", "num_frames", "delta_targets",
-                                  "delta_mode", "n_critic", "lr", "seed", "delta_param",
+                                  "delta_mode", "n_critic", "lr", "seed", "delta_param", "delta_source",
                                   "ema_decay", "augment", "recon_sigma")
              if getattr(args, {"num_frames": "frames", "delta_targets": "targets"}.get(k, k)) is not None]
     if resume and (fixed or args.no_predictor):

@@ -322,7 +322,7 @@ class Trainer:
                     now = time.perf_counter()
                     record = {"step": self.step, **stats, "images_per_s": images / (now - tick)}
                     tick, images = now, 0
-                    self._log(record)
+                    self.log(record)
                     logged.append(record)
                     bar.set_postfix({k: f"{stats[k]:.3g}" for k in ("critic", "generator", "recon")})
                     if self.callback:
@@ -355,7 +355,8 @@ class Trainer:
         """Whether every process holds the same weights (always true in one process)."""
         return replicas_agree([self.generator, self.critic])
 
-    def _log(self, record: dict) -> None:
+    def log(self, record: dict) -> None:
+        """Keep a metric record in ``history`` and append it to the run's ``metrics.jsonl``."""
         self.history.append(record)
         if self.out:
             with open(self.out / "metrics.jsonl", "a") as f:
@@ -371,11 +372,15 @@ class Trainer:
             return images[idx].float() / 255
         return torch.stack([self.dataset[i][0] for i in idx.tolist()])
 
-    def measure_swd(self) -> float:
+    def swd(self) -> float:
         """SWD between fixed generated images and fixed real ones (lower is better)."""
         n = min(self.config.train.swd_images, len(self.dataset))
-        value = swd(self.samples(n), self.real_images(n), seed=0)
-        self._log({"step": self.step, "swd": value})
+        return swd(self.samples(n), self.real_images(n), seed=0)
+
+    def measure_swd(self) -> float:
+        """``swd()``, logged as a metric record."""
+        value = self.swd()
+        self.log({"step": self.step, "swd": value})
         return value
 
     def evaluate(self) -> dict:
@@ -393,7 +398,7 @@ class Trainer:
                                        seed=self.config.seed))
         figures["swd_floor"] = real_floor(real)
         record = {"step": self.step, **figures}
-        self._log(record)
+        self.log(record)
         return record
 
     @torch.no_grad()
