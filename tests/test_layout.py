@@ -12,7 +12,7 @@ FLOORS = [
     ["models"], ["deltas"], ["video"], ["checkpoint"], ["generator"],
     ["losses", "metrics", "augment"], ["evaluation"], ["device"], ["training"],
     ["plots", "media"], ["generated_video"],
-    ["widgets", "notebook"], ["train", "render"], ["reference"], ["bench"],
+    ["widgets", "notebook"], ["train", "render"], ["experiments"], ["reference"], ["bench"],
 ]
 FLOOR = {module: level for level, modules in enumerate(FLOORS) for module in modules}
 

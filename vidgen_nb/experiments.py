@@ -22,14 +22,18 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as futures
+import contextlib
 import json
 import math
 import multiprocessing
 import os
+import platform
 import queue
+import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,13 +92,15 @@ def arm_config(preset: str, arm: str, seed: int, steps: int | None = None) -> Co
 
 
 def run_arm(folder: Path, config: Config, *, swd_every: int, data=None, device=None,
-            precision: str = "auto", report=None) -> dict:
+            precision: str = "auto", report=None, stop=None) -> dict:
     """Train one arm and seed in ``folder`` (continuing a checkpoint there) and return its result.
 
     SWD is measured every ``swd_every`` steps, each time after a checkpoint, and logged
     with the training seconds so far (time spent measuring is not counted). At the
     end, ``Trainer.evaluate``'s figures, ``samples.png`` and ``result.json``.
-    ``report(steps)`` is called with the number of steps done since the last call.
+    ``report(steps)`` is called with the number of steps done since the last call;
+    ``stop()``, before each stretch of training, returns a signal number to stop
+    (``StudyInterrupted``) or None. Signals during training stop the trainer itself.
     """
     from .training import Trainer  # the workers import torch's training stack themselves
 
@@ -123,6 +129,9 @@ def run_arm(folder: Path, config: Config, *, swd_every: int, data=None, device=N
         measure()
     steps = config.train.steps
     while trainer.step < steps:
+        signum = stop() if stop else None
+        if signum:
+            raise StudyInterrupted(signum)
         chunk = min(swd_every - trainer.step % swd_every, steps - trainer.step)
         tick = time.perf_counter()
         trainer.train(chunk)  # ends with a checkpoint
@@ -135,7 +144,8 @@ def run_arm(folder: Path, config: Config, *, swd_every: int, data=None, device=N
     per_step = config.batch_size * (config.train.n_critic + 1)
     result = {"arm": folder.parent.name, "seed": config.seed, "steps": steps, **figures,
               "train_seconds": seconds, "images_per_s": steps * per_step / max(seconds, 1e-9),
-              "curve": curve, "device": str(trainer.device), "precision": trainer.precision}
+              "curve": curve, "device": str(trainer.device), "precision": trainer.precision,
+              "machine": _machine(trainer.device)}
     with atomic_write(result_file) as tmp:
         tmp.write_text(json.dumps(result, indent=1))
     return result
@@ -147,11 +157,69 @@ _progress = None  # the study's progress queue, in worker processes
 def _start_worker(progress, threads: int) -> None:
     global _progress
     _progress = progress
+    progress.put(("pid", os.getpid()))  # so that the study can stop its workers
     torch.set_num_threads(threads)
+    # A Ctrl-C reaches every process of the terminal; the study answers it by sending
+    # SIGTERM to its workers, so they (and processes they start) leave SIGINT alone.
+    # While training, the trainer's own handler takes SIGTERM.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _request_stop)
 
 
-def _run_in_worker(folder, config, kwargs) -> dict:
-    return run_arm(folder, config, **kwargs, report=_progress.put)
+_stop_requested: list[int] = []  # in a worker: the signal that asked it to stop
+
+
+def _request_stop(signum, frame):
+    _stop_requested.append(signum)
+
+
+def _run_in_worker(folder, config, kwargs) -> dict | None:
+    """``run_arm`` in a worker process; None when a signal stopped it (the last checkpoint kept)."""
+    from .training import TrainingInterrupted
+
+    try:
+        return run_arm(folder, config, **kwargs, report=_progress.put,
+                       stop=lambda: _stop_requested[0] if _stop_requested else None)
+    except (TrainingInterrupted, StudyInterrupted):
+        return None
+
+
+class StudyInterrupted(Exception):
+    """SIGINT or SIGTERM stopped the study; every run in progress kept a checkpoint."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def _signals_ignored():
+    """SIGINT and SIGTERM ignored while inside (processes started meanwhile inherit that)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handlers = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def _signals_to_flag():
+    """While inside, SIGINT / SIGTERM only record themselves in the yielded list."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+    handlers = {signum: signal.signal(signum, lambda signum, frame: caught.append(signum))
+                for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield caught
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
 
 
 # ---------------------------------------------------------------------- the study
@@ -186,6 +254,7 @@ class Study:
         self.settings = {"preset": preset, "steps": steps, "swd_every": swd_every,
                          "data": str(Path(data).resolve()) if data else None, "precision": precision}
         self.data = data
+        self.how = {"jobs": 1, "device": "auto"}  # how the last run() ran (for the command line)
         self._check_folder()
 
     def _check_folder(self) -> None:
@@ -217,6 +286,7 @@ class Study:
         """Train every run not finished yet (``jobs`` at a time), then write the summary."""
         if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
             raise ValueError(f"jobs={jobs!r}: expected a positive integer")
+        self.how = {"jobs": jobs, "device": device or "auto"}
         self.out.mkdir(parents=True, exist_ok=True)
         with atomic_write(self.out / "study.json") as tmp:
             tmp.write_text(json.dumps({**self.settings, "version": __version__}, indent=1))
@@ -230,9 +300,15 @@ class Study:
         failed = []
         try:
             if jobs == 1 or len(todo) <= 1:
-                for arm, seed in todo:
+                from .training import TrainingInterrupted
+
+                for arm, seed in todo:  # the trainer itself stops on a signal, after a checkpoint
                     bar.set_postfix_str(f"{arm} seed {seed}")
-                    run_arm(self.folder(arm, seed), self.config(arm, seed), **kwargs, report=bar.update)
+                    try:
+                        run_arm(self.folder(arm, seed), self.config(arm, seed), **kwargs,
+                                report=bar.update)
+                    except TrainingInterrupted as stop:
+                        raise StudyInterrupted(stop.signum) from None
             else:
                 if self.data is None:  # written once here, not by several workers at once
                     builtin_dataset()
@@ -245,23 +321,41 @@ class Study:
         return self.summarise()
 
     def _run_parallel(self, todo, jobs: int, kwargs: dict, bar) -> list[str]:
-        """Runs in ``jobs`` processes, the cores split between them; returns failures."""
+        """Runs in ``jobs`` processes, the cores split between them; returns failures.
+
+        SIGINT or SIGTERM sends SIGTERM to every worker: each saves a checkpoint after
+        its current step and stops; runs not started are dropped (``StudyInterrupted``).
+        """
         context = multiprocessing.get_context("spawn")  # no forked torch threads or CUDA state
-        progress = context.Queue()
+        progress, workers = context.Queue(), set()
         threads = max(1, (os.cpu_count() or 1) // jobs)
         failed = []
-        with futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker,
-                                         initargs=(progress, threads)) as pool:
+        # The workers start with SIGINT and SIGTERM ignored (a Ctrl-C while they import
+        # torch would leave tracebacks), then take them as requests to stop (_start_worker).
+        with _signals_ignored():
+            pool = futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker,
+                                               initargs=(progress, threads))
             pending = {pool.submit(_run_in_worker, self.folder(a, s), self.config(a, s), kwargs): (a, s)
                        for a, s in todo}
+        with _signals_to_flag() as caught, pool:
+            stopping = False
             while pending:
                 finished, _ = futures.wait(pending, timeout=0.5, return_when=futures.FIRST_COMPLETED)
-                _drain(progress, bar)
+                _drain(progress, bar, workers)
+                if caught and not stopping:
+                    stopping = True
+                    for future in pending:
+                        future.cancel()
+                    for pid in workers:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGTERM)
                 for future in finished:
                     arm, seed = pending.pop(future)
-                    if future.exception() is not None:
+                    if not future.cancelled() and future.exception() is not None and not stopping:
                         failed.append(f"{arm} seed {seed}: {future.exception()}")
-            _drain(progress, bar)
+            _drain(progress, bar, workers)
+        if caught:
+            raise StudyInterrupted(caught[0])
         return failed
 
     # ------------------------------------------------------------------ results
@@ -271,13 +365,17 @@ class Study:
         return [json.loads((self.folder(a, s) / "result.json").read_text())
                 for a, s in self.runs() if (self.folder(a, s) / "result.json").exists()]
 
-    def summarise(self) -> dict:
-        """Write ``results.json``, ``results.md``, ``swd.png`` and ``samples.png``; return the JSON."""
+    def summarise(self, *, commit: str | None = None) -> dict:
+        """Write ``results.json``, ``results.md``, ``swd.png`` and ``samples.png``; return the JSON.
+
+        ``commit``: the kit's commit that trained the runs (default: the current one).
+        """
         from .plots import plot_study_samples, plot_study_swd
 
         runs = self.results()
         summary = {"settings": {**self.settings, "arms": self.arms, "seeds": self.seeds},
-                   "command": self.command(), "commit": _commit(), "version": __version__,
+                   "command": self.command(), "commit": commit or _commit(), "version": __version__,
+                   "devices": sorted({f"{r['device']} {r['precision']}" for r in runs}),
                    "arms": {arm: {"question": ARMS[arm].question, **arm_table(runs, arm)}
                             for arm in self.arms},
                    "runs": runs}
@@ -301,15 +399,31 @@ class Study:
             parts += ["--data", s["data"]]
         if s["precision"] != "auto":
             parts += ["--precision", s["precision"]]
+        if self.how["jobs"] > 1:
+            parts += ["--jobs", str(self.how["jobs"])]
+        if self.how["device"] != "auto":
+            parts += ["--device", self.how["device"]]
         return " ".join(parts)
 
 
-def _drain(progress, bar) -> None:
+def _machine(device: torch.device) -> str:
+    """The accelerator's name, or the processor's, for the record."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
+
+
+def _drain(progress, bar, workers: set) -> None:
+    """Take the workers' messages: steps done (numbers) and their process ids."""
     while True:
         try:
-            bar.update(progress.get_nowait())
+            message = progress.get_nowait()
         except queue.Empty:
             return
+        if isinstance(message, tuple):
+            workers.add(message[1])
+        else:
+            bar.update(message)
 
 
 def _commit() -> str | None:
@@ -380,7 +494,8 @@ def markdown_table(summary: dict) -> str:
                     f"{_pm(t.get('mean_delta_cost'))} | {_pm(t.get('train_seconds'), 0)} | "
                     f"{_pm(t.get('images_per_s'), 0)} |")
     s = summary["settings"]
-    return "\n".join([*rows, "", f"Preset {s['preset']}, {s['steps']} steps, seeds {s['seeds']}; "
+    return "\n".join([*rows, "", f"Preset {s['preset']}, {s['steps']} steps, seeds {s['seeds']}, "
+                      f"on {', '.join(summary.get('devices', [])) or '?'}; "
                       f"SWD against real images (lower is better). Command: `{summary['command']}`"
                       + (f", commit {summary['commit']}" if summary.get("commit") else "") + "."])
 
@@ -437,6 +552,11 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:
         print(f"{parser.prog}: {exc}", file=sys.stderr)
         return 1
+    except StudyInterrupted as stop:
+        print(f"{parser.prog}: interrupted ({stop}); finished runs and the checkpoints of the "
+              f"runs in progress are kept in {study.out}. Continue with the same command.",
+              file=sys.stderr)
+        return 128 + stop.signum
     print(markdown_table(summary))
     print(f"wrote {study.out / 'results.json'}, results.md, swd.png, samples.png")
     return 0

@@ -170,11 +170,15 @@ def plot_study_swd(runs: list[dict], arms: list[str]) -> Figure:
         if common:
             mean = [sum(c[i][2] for c in curves) / len(curves) for i in range(common)]
             by_step.plot([p[0] for p in curves[0][:common]], mean, color=colours[arm], lw=2.2, label=arm)
-    by_step.set(xlabel="step", ylabel="SWD to real images (lower is better)",
-                title="equal steps (thick: mean over seeds)")
+    by_step.set(xlabel="step", ylabel="SWD to real images (log; lower is better)",
+                title="equal steps (thick: mean over seeds)", yscale="log")
     by_time.set(xlabel="training seconds", title="equal time (one line per seed)")
+    floors = [r["swd_floor"] for r in runs if "swd_floor" in r]
     for ax in (by_step, by_time):
-        ax.grid(alpha=0.3)
+        ax.grid(alpha=0.3, which="both")
+        if floors:
+            ax.axhline(sum(floors) / len(floors), color="k", ls="--", lw=1,
+                       label="real vs real" if ax is by_step else None)
     by_step.legend(fontsize=8)
     return fig
 
@@ -183,7 +187,8 @@ def plot_study_samples(folder, arms: list[str], seed: int, n: int = 16) -> Figur
     """The first ``n`` images of each arm's ``samples.png`` (one seed), side by side."""
     from pathlib import Path
 
-    from torchvision.io import read_image
+    import numpy as np
+    from PIL import Image
 
     fig = Figure(figsize=(2.6 * len(arms), 2.9), layout="constrained")
     axes = fig.subplots(1, len(arms), squeeze=False)[0]
@@ -194,7 +199,8 @@ def plot_study_samples(folder, arms: list[str], seed: int, n: int = 16) -> Figur
         path = Path(folder) / arm / f"seed_{seed}" / "samples.png"
         if not path.exists():
             continue
-        grid = read_image(str(path))  # 8 x 8 images of size s with 2-px padding: keep side x side
-        size = (grid.shape[-1] - 2) // 8
-        ax.imshow(grid[:, : side * size + 2, : side * size + 2].permute(1, 2, 0).numpy())
+        with Image.open(path) as image:  # 8 x 8 images with 2-px padding: keep side x side of them
+            grid = np.asarray(image.convert("RGB"))
+        size = (grid.shape[1] - 2) // 8
+        ax.imshow(grid[: side * size + 2, : side * size + 2])
     return fig

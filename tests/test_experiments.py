@@ -1,0 +1,115 @@
+"""vidgen-experiment: a tiny study, its results, and a study that is stopped and continued."""
+
+import json
+import signal
+
+import pytest
+
+from vidgen_nb import experiments
+from vidgen_nb.experiments import ARMS, Study, StudyInterrupted, arm_config, main, run_arm
+from vidgen_nb.training import Trainer
+
+TINY = dict(preset="tiny", steps=4, swd_every=2)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """Two arms x two seeds of the tiny preset, trained once for the tests below."""
+    s = Study(tmp_path_factory.mktemp("study") / "s", arms=["full", "no-predictor"], seeds=[0, 1], **TINY)
+    s.run(progress=False)
+    return s
+
+
+def test_every_arm_is_a_valid_config_that_changes_what_it_says():
+    for arm in ARMS:
+        arm_config("tiny", arm, seed=3)  # builds (checks every field)
+    assert not arm_config("tiny", "no-predictor", 0).train.use_predictor
+    assert arm_config("tiny", "constant-delta", 0).model.delta_source == "constant"
+    assert arm_config("tiny", "batch-mean", 0).model.delta_mode == "batch_mean"
+    still = arm_config("tiny", "still-video", 0).video
+    assert (still.noise, still.shift, still.zoom, still.rotation, still.brightness) == (0, 0, 0, 0, 0)
+    assert arm_config("tiny", "channel", 0).model.delta_param == "channel"
+    assert arm_config("tiny", "full", 5) == arm_config("tiny", "full", 0).replace(seed=5)
+
+
+def test_a_study_writes_each_run_and_a_summary_with_paired_differences(study):
+    summary = json.loads((study.out / "results.json").read_text())
+    runs = summary["runs"]
+    assert [(r["arm"], r["seed"]) for r in runs] == [("full", 0), ("no-predictor", 0),
+                                                     ("full", 1), ("no-predictor", 1)]
+    for r in runs:
+        assert [point[0] for point in r["curve"]] == [0, 2, 4]  # SWD every swd_every steps
+        assert r["curve"][-1][2] > 0 and r["train_seconds"] > 0 and r["images_per_s"] > 0
+        assert r["swd_floor"] > 0 and r["active_dims"] >= 0
+    assert "delta_spread" in runs[0] and "delta_spread" not in runs[1]  # no predictor, no deltas
+    by = {(r["arm"], r["seed"]): r["swd"] for r in runs}
+    paired = summary["arms"]["no-predictor"]["swd_minus_full"]
+    assert paired["per_seed"] == pytest.approx([by["no-predictor", s] - by["full", s] for s in (0, 1)])
+    assert summary["arms"]["full"]["swd"]["per_seed"] == pytest.approx([by["full", 0], by["full", 1]])
+    assert "--preset tiny --arms full,no-predictor --seeds 0,1 --steps 4" in summary["command"]
+    table = (study.out / "results.md").read_text()
+    assert "| no-predictor |" in table and f"{by['full', 1]:.4f}" in table
+    for name in ("swd.png", "samples.png", "full/seed_1/samples.png"):
+        assert (study.out / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_running_a_finished_study_again_trains_nothing(study, monkeypatch):
+    before = {p: p.stat().st_mtime_ns for p in study.out.glob("*/*/result.json")}
+    monkeypatch.setattr(Trainer, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    again = Study(study.out, arms=["full", "no-predictor"], seeds=[0, 1], **TINY).run(progress=False)
+    assert {p: p.stat().st_mtime_ns for p in study.out.glob("*/*/result.json")} == before
+    assert [r["swd"] for r in again["runs"]] == [r["swd"] for r in json.loads(
+        (study.out / "results.json").read_text())["runs"]]
+
+
+def test_a_run_stopped_half_way_continues_from_its_checkpoint_as_if_never_stopped(study, tmp_path):
+    s = Study(tmp_path / "s", arms=["full"], seeds=[0], **TINY)
+    stops = iter([None, signal.SIGTERM])  # let the first stretch of 2 steps run, then stop
+    with pytest.raises(StudyInterrupted):
+        run_arm(s.folder("full", 0), s.config("full", 0), swd_every=2, report=None,
+                stop=lambda: next(stops))
+    assert not (s.folder("full", 0) / "result.json").exists()
+    assert (s.folder("full", 0) / "checkpoint.pt").exists()
+    resumed = s.run(progress=False)["runs"][0]
+    straight = json.loads((study.folder("full", 0) / "result.json").read_text())
+    assert [p[0] for p in resumed["curve"]] == [0, 2, 4]
+    assert resumed["swd"] == pytest.approx(straight["swd"], abs=1e-5)
+    assert [p[2] for p in resumed["curve"]] == pytest.approx([p[2] for p in straight["curve"]], abs=1e-5)
+
+
+def test_runs_in_parallel_processes_give_the_same_results(study, tmp_path):
+    s = Study(tmp_path / "p", arms=["full"], seeds=[0, 1], **TINY)
+    parallel = s.run(jobs=2, progress=False)["runs"]
+    for r in parallel:
+        alone = json.loads((study.folder("full", r["seed"]) / "result.json").read_text())
+        assert r["swd"] == pytest.approx(alone["swd"], abs=1e-4)
+
+
+def test_bad_arms_seeds_and_folders_are_named_in_one_line(study, capsys):
+    def error(*argv):
+        with pytest.raises(SystemExit) as exit_:
+            main(list(argv))
+        assert exit_.value.code == 2
+        return capsys.readouterr().err.strip()
+
+    assert error("--arms", "full,nope").startswith(
+        "vidgen-experiment: error: --arms: arms ['nope']: expected names among full, no-predictor")
+    assert "--seeds: 'a,b': expected comma-separated integers" in error("--seeds", "a,b")
+    assert "--steps: steps=0: expected a positive integer" in error("--preset", "tiny", "--steps", "0")
+    message = error("--out", str(study.out), "--preset", "tiny", "--steps", "6", "--swd-every", "2",
+                    "--arms", "full", "--seeds", "0")
+    assert "was made with other settings (steps: folder 4, now 6)" in message
+    assert "\n" not in message
+
+
+def test_a_checkpoint_of_another_config_in_a_run_folder_is_refused(tmp_path):
+    s = Study(tmp_path / "s", arms=["full"], seeds=[0], **TINY)
+    Trainer(arm_config("tiny", "channel", 0), out=s.folder("full", 0), progress=False).train(1)
+    with pytest.raises(ValueError, match="was made with another config than this study's"):
+        s.run(progress=False)
+
+
+def test_the_summary_statistics():
+    assert experiments.mean_sd([1.0, 3.0]) == (2.0, pytest.approx(2**0.5))
+    mean, sd = experiments.mean_sd([5.0])
+    assert mean == 5.0 and sd != sd  # one seed: no spread to report (nan)
