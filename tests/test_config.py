@@ -32,7 +32,7 @@ def test_overrides_reach_the_right_section():
     (dict(image_size=100), ["image_size=100", "multiple of 16"]),
     (dict(image_size=24, widths=(8, 8, 8, 8)), ["image_size=24", "widths", "multiple of 16"]),
     (dict(latent_dim=0), ["latent_dim=0", "positive integer"]),
-    (dict(widths=()), ["widths=()", "non-empty tuple"]),
+    (dict(widths=()), ["widths=()", "a tuple of 1 to 8 positive integers"]),
     (dict(widths=(8, -1)), ["widths[1]=-1", "positive integer"]),
     (dict(num_frames=2.5), ["num_frames=2.5", "positive integer"]),
     (dict(batch_size=0), ["batch_size=0", "positive integer"]),

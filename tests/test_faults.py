@@ -184,3 +184,177 @@ def test_vidgen_video_refuses_an_out_that_is_a_folder_or_under_a_file(tmp_path, 
     for out in (tmp_path / "dir.gif", tmp_path / "file" / "v.gif"):
         assert render_main(["--checkpoint", str(tmp_path / "none.pt"), "--out", str(out)]) == 2
         assert "a folder is in the way" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- checkpoints, one check for both commands
+
+from vidgen_nb.train import main as train_main  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def good_checkpoint(tmp_path_factory, data):
+    out = tmp_path_factory.mktemp("good") / "run"
+    Trainer(Config.preset("tiny"), data=data, out=out, progress=False).train(1)
+    return torch.load(out / "checkpoint.pt", weights_only=True)
+
+
+def _bad_shape(state):
+    state["vae"]["decoder.out.weight"] = torch.zeros(1, 2, 3)
+
+
+MALFORMED = {  # what is done to a good checkpoint -> words the one-line error must hold
+    "no opt_g": (lambda s: s.pop("opt_g"), "opt_g is 'missing', expected an optimiser state dict"),
+    "no batches_seen": (lambda s: s.pop("batches_seen"), "batches_seen is 'missing'"),
+    "step abc": (lambda s: s.update(step="abc"), "step is 'abc', expected an integer >= 0"),
+    "step -5": (lambda s: s.update(step=-5), "step is -5, expected an integer >= 0"),
+    "extra weight": (lambda s: s["vae"].update(extra=torch.zeros(1)), "its vae does not fit"),
+    "missing weight": (lambda s: s["critic"].pop("score.bias"), "its critic does not fit"),
+    "wrong shape": (_bad_shape, "its vae does not fit"),
+    "unknown field": (lambda s: s["config"]["train"].update(speed=3), "unexpected keyword argument 'speed'"),
+    "config a list": (lambda s: s.update(config=[1, 2]), "is not a vidgen_nb checkpoint"),
+    "bad rng": (lambda s: s.update(rng={"torch": torch.zeros(3)}), "rng is 'dict', expected a dict holding"),
+    "no predictor": (lambda s: s.update(predictor=None), "predictor is None, expected a dict of tensors"),
+    "weights not tensors": (lambda s: s.update(vae={"a": 1}), "vae is 'dict', expected a dict of tensors"),
+    "image_size 1e9": (lambda s: s["config"]["model"].update(image_size=10**9), "image_size=1000000000: expected at most 1024"),
+    "latent_dim 2^40": (lambda s: s["config"]["model"].update(latent_dim=2**40), "latent_dim=1099511627776: expected at most"),
+    "num_frames 1e7": (lambda s: s["config"]["model"].update(num_frames=10**7), "num_frames=10000000: expected at most 512"),
+    "bad opt_g": (lambda s: s.update(opt_g={"state": {}, "param_groups": []}), "its opt_g does not fit"),
+    "ema wrong shape": (lambda s: s["generator_ema"].update({"vae.decoder.out.bias": torch.zeros(9)}),
+                        "generator_ema does not fit"),
+}
+# Entries vidgen-video reads too (it decodes with the weight average, so the trained
+# copy's weights, the critic and the optimisers are not its concern).
+RENDER_READS = {"step abc", "step -5", "unknown field", "config a list", "no predictor",
+                "weights not tensors", "image_size 1e9", "latent_dim 2^40", "num_frames 1e7",
+                "ema wrong shape"}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_a_malformed_checkpoint_is_refused_in_one_line_by_both_commands(case, good_checkpoint, data,
+                                                                         tmp_path, capsys):
+    import copy
+
+    change, words = MALFORMED[case]
+    state = copy.deepcopy(good_checkpoint)
+    change(state)
+    path = tmp_path / "bad.pt"
+    torch.save(state, path)
+    with pytest.raises(SystemExit) as exit_:
+        train_main(["--resume", str(path), "--out", str(tmp_path / "out"), "--data", str(data)])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and err.startswith("vidgen-train: error: --resume:"), err
+    assert words in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    if case in RENDER_READS:
+        assert render_main(["--checkpoint", str(path), "--out", str(tmp_path / "v.gif")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("vidgen-video: error: --checkpoint:") and len(err.splitlines()) == 1, err
+
+
+def test_a_checkpoint_whose_records_would_inflate_is_refused_before_reading(tmp_path):
+    import zipfile
+
+    from vidgen_nb.checkpoint import load_checkpoint
+
+    path = tmp_path / "inflating.pt"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("archive/data/0", "w") as record:  # 64 MiB of zeros, ~64 kB on disk
+            for _ in range(64):
+                record.write(bytes(2**20))
+    assert path.stat().st_size < 2**20
+    with pytest.raises(ValueError, match=r"would unpack to 64 MiB from 0.1 MiB on disk"):
+        load_checkpoint(path)
+
+
+def test_a_good_checkpoint_still_loads_and_its_folder_says_so(good_checkpoint, tmp_path):
+    from vidgen_nb.checkpoint import load_checkpoint
+
+    torch.save(good_checkpoint, tmp_path / "ok.pt")
+    assert load_checkpoint(tmp_path / "ok.pt")["step"] == 1
+    with pytest.raises(FileNotFoundError, match="does not exist .it is a folder."):
+        load_checkpoint(tmp_path)
+
+
+# ---------------------------------------------------------------- sizes memory cannot hold
+
+@pytest.mark.parametrize("args, words", [
+    (["--frames", "10000000"], "--frames: num_frames=10000000: expected at most 512"),
+    (["--image-size", "1000000000"], "--image-size: image_size=1000000000: expected at most 1024"),
+    (["--batch-size", "1000000"], "--batch-size: batch_size=1000000: expected at most 4096"),
+    (["--preset", "seed", "--batch-size", "4096", "--frames", "512", "--image-size", "1024"],
+     "(one training step): that would take about"),
+])
+def test_sizes_no_machine_can_hold_are_refused_before_allocating(args, words, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        train_main([*args, "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and words in err and len(err.splitlines()) == 1, err
+
+
+def test_vidgen_video_refuses_frames_that_would_not_fit_in_memory(tmp_path, data, capsys):
+    Trainer(Config.preset("tiny"), data=data, out=tmp_path / "run", progress=False).train(1)
+    code = render_main(["--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--frames",
+                        "100000000", "--out", str(tmp_path / "v.gif")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--frames 100000000 x --videos 4: that would take about" in err, err
+    assert not (tmp_path / "v.gif").exists()
+
+
+def test_images_too_large_to_decode_are_named_from_their_header(tmp_path):
+    from vidgen_nb.data.images import MAX_DECODED_BYTES, check_file
+
+    path = tmp_path / "big.png"
+    Image.new("I;16", (9000, 9000)).save(path)  # 16-bit: a few hundred kB on disk, ~1.2 GB to decode
+    assert path.stat().st_size < 2**20
+    reason = check_file(path)
+    assert reason.startswith("too large to decode safely (9000 x 9000 pixels of mode I;16")
+    assert f"{MAX_DECODED_BYTES // 2**20} MiB allowed" in reason
+
+
+def test_a_long_thin_strip_is_cropped_before_it_is_resized(tmp_path):
+    from vidgen_nb.data.loading import image_transform
+
+    strip = Image.new("RGB", (1, 3_000_000), (200, 30, 30))  # resized whole: 128 x 384 million
+    x = image_transform(128)(strip)
+    assert x.shape == (3, 128, 128) and torch.allclose(x[0], torch.full((128, 128), 200 / 255))
+
+
+# ---------------------------------------------------------------- processes, signals, stale files
+
+def test_ddp_batch_check_counts_every_process():
+    from vidgen_nb.data import check_batch_size
+
+    six = list(range(6))
+    check_batch_size(six, 3, world_size=2)
+    with pytest.raises(DatasetError, match=r"6 usable images, fewer than batch_size=4 x 2 processes"):
+        check_batch_size(six, 4, world_size=2)
+
+
+def test_ctrl_c_before_the_first_step_or_while_drawing_is_one_line(tmp_path, data, capsys, monkeypatch):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(Trainer, "measure_swd", interrupt)
+        assert train_main(["--preset", "tiny", "--data", str(data), "--out", str(tmp_path / "a")]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == ("vidgen-train: interrupted before the first step; nothing was trained. "
+                   "Run the same command again to start")
+    with monkeypatch.context() as m:
+        m.setattr(Trainer, "evaluate", interrupt)
+        assert train_main(["--preset", "tiny", "--steps", "2", "--data", str(data), "--quiet",
+                           "--out", str(tmp_path / "b")]) == 130
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "interrupted while measuring and drawing the finished run; its checkpoint is complete" in err
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["step"] == 2
+    # ... and the same command with --resume auto redraws the pictures
+    assert train_main(["--data", str(data), "--quiet", "--out", str(tmp_path / "b"), "--resume", "auto"]) == 0
+    assert (tmp_path / "b" / "samples.png").exists()
+
+
+def test_a_new_run_does_not_inherit_metrics_of_a_start_that_never_checkpointed(tmp_path, data):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text('{"step": 7, "swd": 1.0}\n')
+    trainer = Trainer(Config.preset("tiny"), data=data, out=tmp_path / "run", progress=False)
+    trainer.train(2)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert 7 not in steps and steps[-1] == 2

@@ -20,6 +20,7 @@ the folders above, so a notebook in ``notebooks/`` finds the repository's ``runs
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import torch
@@ -30,6 +31,9 @@ from .files import atomic_write
 CHECKPOINT = "checkpoint.pt"  # the file name inside a run folder
 RUNS = Path("runs")  # run folders, relative to the current folder
 REQUIRED = ("config", "step", "vae", "critic")  # keys without which a file is no checkpoint
+# torch.save stores a checkpoint's records uncompressed, so they add up to about the
+# file's size; a file whose records would unpack to far more is refused before reading.
+MAX_INFLATION = 4
 
 
 def run_checkpoint(name: str = "main") -> Path:
@@ -63,7 +67,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise FileNotFoundError(f"checkpoint {path} does not exist"
+                                + (" (it is a folder)" if path.is_dir() else ""))
+    _check_unpacked_size(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError for forbidden globals, RuntimeError for junk
@@ -74,6 +80,65 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if missing:
         raise ValueError(f"checkpoint {path} lacks {sorted(missing)}: not a vidgen_nb checkpoint")
     return state
+
+
+def _check_unpacked_size(path: Path) -> None:
+    """Refuse a zip archive whose records unpack to far more than its size on disk."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(record.file_size for record in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # not a zip archive: torch.load says what it is
+    on_disk = path.stat().st_size
+    if unpacked > MAX_INFLATION * on_disk + 2**20:
+        raise ValueError(f"checkpoint {path} was refused: its records would unpack to "
+                         f"{unpacked / 2**20:,.0f} MiB from {on_disk / 2**20:,.1f} MiB on disk "
+                         "(vidgen_nb checkpoints are stored uncompressed)")
+
+
+def check_state(state: dict, path: str | os.PathLike, *, training: bool) -> Config:
+    """The config of a loaded checkpoint, once every entry has the type it should.
+
+    One check for both commands and the API: ``training`` also requires what
+    continuing a run needs (optimiser states, random state, batches drawn). Raises
+    ``ValueError`` naming ``path`` and the entry.
+    """
+    config = stored_config(state, path)
+
+    def refuse(key: str, expected: str):
+        value = state.get(key, "missing")
+        shown = value if isinstance(value, (int, float, str, type(None))) else type(value).__name__
+        raise ValueError(f"checkpoint {path}: {key} is {shown!r}, expected {expected}")
+
+    for key in ("step", "batches_seen") if training else ("step",):
+        value = state.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            refuse(key, "an integer >= 0")
+    weights = "a dict of tensors (a state dict)"
+    for key in ("vae", "critic"):
+        if not _is_state_dict(state.get(key)):
+            refuse(key, weights)
+    if config.train.use_predictor and not _is_state_dict(state.get("predictor")):
+        refuse("predictor", weights + ", as its config uses a predictor")
+    if not config.train.use_predictor and state.get("predictor") is not None:
+        refuse("predictor", "None, as its config trains without a predictor")
+    if state.get("generator_ema") is not None and not _is_state_dict(state["generator_ema"]):
+        refuse("generator_ema", weights + " or None")
+    if training:
+        for key in ("opt_g", "opt_d"):
+            value = state.get(key)
+            if not isinstance(value, dict) or not {"state", "param_groups"} <= set(value):
+                refuse(key, "an optimiser state dict")
+        rng = state.get("rng")
+        if not isinstance(rng, dict) or not isinstance(rng.get("torch"), torch.Tensor) \
+                or rng["torch"].dtype != torch.uint8:
+            refuse("rng", "a dict holding torch's random state (a uint8 tensor)")
+    return config
+
+
+def _is_state_dict(value) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
 
 
 def stored_config(state: dict, path: str | os.PathLike) -> Config:

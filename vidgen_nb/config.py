@@ -29,10 +29,21 @@ def fast_mode() -> bool:
     return os.environ.get(FAST_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
-def check_positive(name: str, value) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer >= 1 (not a bool)."""
+# Upper bounds on sizes, far above any use of the kit and far below what would exhaust a
+# machine's memory before a single step: a mistyped or crafted size is refused by name.
+LIMITS = {"image_size": 1024, "channels": 16, "latent_dim": 16384, "num_frames": 512,
+          "predictor_filters": 4096, "predictor_blocks": 8, "predictor_hidden": 16384,
+          "predictor_stride": 8, "widths": 4096, "critic_widths": 4096, "batch_size": 4096,
+          "swd_images": 100_000}
+
+
+def check_positive(name: str, value, upper: int | None = None) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer >= 1 (not a
+    bool) and, if given, at most ``upper``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name}={value!r}: expected a positive integer")
+    if upper is not None and value > upper:
+        raise ValueError(f"{name}={value!r}: expected at most {upper}")
 
 
 def check_delta_mode(mode) -> None:
@@ -66,10 +77,10 @@ def check_augment(policy) -> tuple[str, ...]:
 
 
 def _widths(name: str, value) -> None:
-    if not isinstance(value, tuple) or not value:
-        raise ValueError(f"{name}={value!r}: expected a non-empty tuple of positive integers")
+    if not isinstance(value, tuple) or not value or len(value) > 8:
+        raise ValueError(f"{name}={value!r}: expected a tuple of 1 to 8 positive integers")
     for i, w in enumerate(value):
-        check_positive(f"{name}[{i}]", w)
+        check_positive(f"{name}[{i}]", w, LIMITS[name])
 
 
 @dataclass(frozen=True)
@@ -96,7 +107,7 @@ class ModelConfig:
     def __post_init__(self):
         for name in ("image_size", "channels", "latent_dim", "num_frames", "predictor_filters",
                      "predictor_blocks", "predictor_hidden", "predictor_stride"):
-            check_positive(name, getattr(self, name))
+            check_positive(name, getattr(self, name), LIMITS[name])
         _widths("widths", self.widths)
         _widths("critic_widths", self.critic_widths)
         for name in ("widths", "critic_widths"):
@@ -179,7 +190,7 @@ class TrainConfig:
 
     def __post_init__(self):
         for name in ("steps", "n_critic", "log_every", "sample_every", "checkpoint_every", "swd_images"):
-            check_positive(name, getattr(self, name))
+            check_positive(name, getattr(self, name), LIMITS.get(name))
         if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) \
                 or self.num_workers < 0:
             raise ValueError(f"num_workers={self.num_workers!r}: expected an integer >= 0")
@@ -209,7 +220,7 @@ class Config:
     seed: int = 0  # seeds weights, noise vectors and data order
 
     def __post_init__(self):
-        check_positive("batch_size", self.batch_size)
+        check_positive("batch_size", self.batch_size, LIMITS["batch_size"])
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "Config":

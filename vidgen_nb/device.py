@@ -36,6 +36,25 @@ def pick_device(name: str | None = None) -> torch.device:
     return device
 
 
+def memory_bytes(device: torch.device) -> int | None:
+    """The memory of ``device``: a GPU's own, else the machine's RAM; None if unknown."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows)
+        return None
+
+
+def check_fits(nbytes: int, device: torch.device, what: str) -> None:
+    """``ValueError`` naming ``what`` when ``nbytes`` exceed all of ``device``'s memory,
+    before any of it is allocated (the estimates are rough: only what cannot fit is refused)."""
+    total = memory_bytes(device)
+    if total is not None and nbytes > total:
+        raise ValueError(f"{what}: that would take about {nbytes / 2**30:,.1f} GiB, more than the "
+                         f"{total / 2**30:,.0f} GiB of {device.type} memory here")
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
     """``fp32`` or ``bf16`` for ``precision`` in ``PRECISIONS`` on ``device``.
 

@@ -21,7 +21,7 @@ import os
 import torch
 from torch import nn
 
-from .checkpoint import load_checkpoint, stored_config
+from .checkpoint import check_state, load_checkpoint
 from .config import Config
 from .deltas import WeightDeltas
 from .models import VAE, ConstantDelta, WeightPredictor3DCNN
@@ -81,7 +81,7 @@ class Generator(nn.Module):
             state = load_checkpoint(path)
         except ValueError as exc:
             raise ValueError(f"{path} is not a vidgen_nb checkpoint ({exc})") from None
-        config = stored_config(state, path)
+        config = check_state(state, path, training=False)
         vae = VAE(config.model)
         predictor = cls.new_predictor(config, vae) if state.get("predictor") is not None else None
         generator = cls(config, vae, predictor)

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from .checkpoint import run_checkpoint
-from .device import pick_device
+from .device import check_fits, pick_device
 from .generated_video import delta_sweep, feedback_video, latent_walk
 from .generator import Generator
 from .media import save_gif, save_mp4
@@ -66,6 +66,13 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"--checkpoint: {args.checkpoint} does not exist (train one first: make train)")
     except ValueError as exc:
         return fail(f"--checkpoint: {exc}")
+    m = generator.config.model
+    upscale = max(1, 96 // m.image_size)
+    try:  # the float frames, then the GIF's upscaled 8-bit copies (two of them at once)
+        check_fits(args.videos * args.frames * m.channels * m.image_size**2 * (4 + 2 * upscale**2),
+                   device, f"--frames {args.frames} x --videos {args.videos}")
+    except ValueError as exc:
+        return fail(str(exc))
     common = dict(num_videos=args.videos, num_frames=args.frames, seed=args.seed)
     try:
         if args.mode == "latent-walk":
@@ -79,7 +86,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"||s delta||/||theta||: first {ratio[:, 0].mean():.3f}, last {ratio[:, -1].mean():.3f}, "
                   f"max {ratio.max():.3f}; frame change: first {change[:, 0].mean():.4f}, "
                   f"last {change[:, -1].mean():.4f}")
-        upscale = max(1, 96 // generator.config.model.image_size)
         if out.suffix.lower() == ".mp4":
             save_mp4(video, out, fps=args.fps, scale=upscale)
         else:

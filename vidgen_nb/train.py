@@ -116,6 +116,23 @@ def _option_error(exc: ValueError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``vidgen-train``; a Ctrl-C outside the training loop (which stops after a step
+    and a checkpoint by itself) ends in one line saying what was kept."""
+    where: dict = {"stage": "setup"}
+    try:
+        return _main(argv, where)
+    except KeyboardInterrupt:
+        if where["stage"] == "setup":
+            print("vidgen-train: interrupted before the first step; nothing was trained. Run the "
+                  "same command again to start", file=sys.stderr)
+        else:
+            print(f"vidgen-train: interrupted while measuring and drawing the finished run; its "
+                  f"checkpoint is complete. Redraw with: vidgen-train --out {where['out']} "
+                  "--resume auto", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None, where: dict) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -176,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             f"checkpoint {stop.checkpoint}. Resume with:\n  {again}", file=sys.stderr)
         return 128 + stop.signum  # 130 for SIGINT, 143 for SIGTERM
     seconds = time.perf_counter() - tick
+    where.update(stage="finishing", out=out)
     figures = trainer.evaluate()
     if trainer.world_size > 1:
         agree = trainer.replicas_agree()

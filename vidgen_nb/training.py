@@ -40,16 +40,28 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .augment import diff_augment
-from .checkpoint import CHECKPOINT, check_same_model, load_checkpoint, save_atomic, stored_config
+from .checkpoint import CHECKPOINT, check_same_model, check_state, load_checkpoint, save_atomic
 from .config import Config
 from .data import ResumableBatchSampler, check_batch_size, endless_batches, load_dataset
-from .device import any_process, autocast, init_distributed, replicas_agree, resolve_precision
+from .device import any_process, autocast, check_fits, init_distributed, replicas_agree, resolve_precision
 from .files import atomic_write, lock_folder, remove_stale_writes
 from .evaluation import delta_figures, generate_fixed, real_floor, reconstruct, vae_figures
 from .generator import Generator
 from .losses import critic_loss, generator_adversarial_loss, vae_loss
 from .metrics import swd
 from .models import VAE, Discriminator
+
+
+def step_bytes(config: Config) -> int:
+    """A rough upper estimate of the memory one training step's activations take: the
+    synthetic videos, the predictor's first block and the decoder's widest layers, each
+    with its gradient and the copies ReLU and pooling keep (float32)."""
+    m, batch = config.model, config.batch_size
+    pixels = m.image_size**2
+    video = batch * m.num_frames * m.channels * pixels
+    predictor = batch * m.predictor_filters * m.num_frames * pixels // m.predictor_stride**2
+    decoder = batch * max(m.widths) * pixels
+    return 4 * (2 * video + 4 * predictor + 8 * decoder)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -117,10 +129,12 @@ class Trainer:
 
     def __init__(self, config: Config, *, data=None, out=None, device=None, skip_bad=False,
                  progress: bool = True, callback: Callable | None = None, verbose: bool = False,
-                 precision: str = "auto", overwrite: bool = False):
+                 precision: str = "auto", overwrite: bool = False, _resuming: bool = False):
         self.config, m, t = config, config.model, config.train
         self.rank, self.world_size, self.device = init_distributed(device)
         self.precision = resolve_precision(precision, self.device)
+        check_fits(step_bytes(config), self.device, f"batch_size={config.batch_size}, num_frames="
+                   f"{m.num_frames}, image_size={m.image_size} (one training step)")
         self.is_main = self.rank == 0  # only rank 0 writes files and shows progress
         self.out = Path(out) if out is not None and self.is_main else None
         if self.out:
@@ -166,7 +180,7 @@ class Trainer:
 
         self.dataset = load_dataset(data, image_size=m.image_size, in_memory=t.in_memory,
                                     num_workers=t.num_workers, skip_bad=skip_bad, verbose=verbose)
-        check_batch_size(self.dataset, config.batch_size)
+        check_batch_size(self.dataset, config.batch_size, self.world_size)
         self._batches = None  # the real-image stream, opened at the current position
         # Fixed noise vectors for sample grids and SWD, from their own generator so
         # that looking at samples never changes the training's random stream.
@@ -174,6 +188,8 @@ class Trainer:
         self.fixed_z = torch.randn(max(64, t.swd_images), m.latent_dim, generator=g).to(self.device)
         if self.out:
             self.out.mkdir(parents=True, exist_ok=True)
+            if not _resuming:  # a new run: metrics of an earlier start that never checkpointed go
+                (self.out / "metrics.jsonl").unlink(missing_ok=True)
             with atomic_write(self.out / "config.json") as tmp:
                 tmp.write_text(json.dumps(config.to_dict(), indent=1))
             remove_stale_writes(self.out)
@@ -441,23 +457,33 @@ class Trainer:
         return save_atomic(self.state_dict(), path)
 
     def load_state_dict(self, state: dict) -> None:
-        """Continue from ``state``; a checkpoint made with other sizes is refused."""
+        """Continue from ``state``; a checkpoint made with other sizes is refused.
+
+        Raises ``ValueError`` naming the part that does not fit (checked first by
+        ``checkpoint.check_state``).
+        """
         check_same_model(self.config, state)
-        self.vae.load_state_dict(state["vae"])
-        self.critic.load_state_dict(state["critic"])
-        if self.predictor is not None:
-            self.predictor.load_state_dict(state["predictor"])
-        if self.generator_ema is not self.generator:
-            if state.get("generator_ema") is None:
-                raise ValueError("the checkpoint holds no averaged generator (it was trained "
-                                 "with ema_decay = 0), but this config averages one")
-            self.generator_ema.load_state_dict(state["generator_ema"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
+        if self.generator_ema is not self.generator and state.get("generator_ema") is None:
+            raise ValueError("the checkpoint holds no averaged generator (it was trained "
+                             "with ema_decay = 0), but this config averages one")
+        parts = [("vae", self.vae), ("critic", self.critic), ("predictor", self.predictor),
+                 ("generator_ema", self.generator_ema if self.generator_ema is not self.generator else None),
+                 ("opt_g", self.opt_g), ("opt_d", self.opt_d)]
+        for name, part in parts:
+            if part is None:
+                continue
+            try:
+                part.load_state_dict(state[name])
+            except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+                last = (str(exc).strip().splitlines() or [type(exc).__name__])[-1].strip()
+                raise ValueError(f"its {name} does not fit its own config: {last[:300]}") from None
         self.step, self.batches_seen, self._batches = state["step"], state["batches_seen"], None
-        torch.set_rng_state(state["rng"]["torch"])
-        if "cuda" in state["rng"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        try:
+            torch.set_rng_state(state["rng"]["torch"])
+            if "cuda" in state["rng"] and self.device.type == "cuda":
+                torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"its random state (rng) cannot be restored: {str(exc)[:200]}") from None
         if self.rank:  # the saved stream is rank 0's; the others draw their own
             torch.manual_seed(self.config.seed + 7919 * self.rank + self.step)
 
@@ -473,8 +499,11 @@ class Trainer:
         if held is not None and held.exists() and not os.path.samefile(held, path):
             raise ValueError(f"out={out}: already holds another run ({held}); continuing {path} "
                              "there would replace it; choose another folder")
-        trainer = cls(stored_config(state, path), overwrite=True, **kwargs)
-        trainer.load_state_dict(state)
+        trainer = cls(check_state(state, path, training=True), overwrite=True, _resuming=True, **kwargs)
+        try:
+            trainer.load_state_dict(state)
+        except ValueError as exc:
+            raise ValueError(f"checkpoint {path}: {exc}") from None
         metrics = trainer.out / "metrics.jsonl" if trainer.out else None
         if metrics and metrics.exists():
             # Keep the records up to the checkpoint: later ones belong to lost steps. A

@@ -32,17 +32,43 @@ def to_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255))
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
+# Memory an image may take while it is decoded and converted to RGB. Its header gives
+# the size before any pixel is decoded; 16-bit greyscale passes through float64.
+MAX_DECODED_BYTES = 512 * 2**20
+BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "RGB": 3, "YCbCr": 3, "LAB": 3,
+                   "HSV": 3, "RGBA": 4, "RGBa": 4, "RGBX": 4, "CMYK": 4}
+
+
+class ImageTooLarge(ValueError):
+    """An image whose decoding would take more memory than ``MAX_DECODED_BYTES``."""
+
+
+def decoded_bytes(img: Image.Image) -> int:
+    """Memory that decoding ``img`` and converting it to 8-bit RGB takes, at most."""
+    w, h = img.size
+    per_pixel = BYTES_PER_PIXEL.get(img.mode, 4 + 8)  # 16/32-bit modes: their value, then float64
+    return w * h * (per_pixel + 4 + 3)  # the decoded pixels, an RGBA composite, the RGB result
+
+
 def load_rgb(path: str | os.PathLike) -> Image.Image:
-    """Open, fully decode and convert an image file to RGB (the ImageFolder loader)."""
+    """Open, fully decode and convert an image file to RGB (the ImageFolder loader).
+
+    Raises ``ImageTooLarge`` from the header alone, before decoding, for an image
+    that would take more than ``MAX_DECODED_BYTES``.
+    """
     with open(path, "rb") as f:
         img = Image.open(f)
+        if decoded_bytes(img) > MAX_DECODED_BYTES:
+            raise ImageTooLarge(f"{img.size[0]} x {img.size[1]} pixels of mode {img.mode} would "
+                                f"take {decoded_bytes(img) / 2**20:,.0f} MiB to decode, over the "
+                                f"{MAX_DECODED_BYTES // 2**20} MiB allowed")
         img.load()
     return to_rgb(img)
 
 
 def why_unusable(exc: BaseException) -> str:
     """A short reason for an exception raised while decoding an image file."""
-    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning, ImageTooLarge)):
         return f"too large to decode safely ({exc})"
     if isinstance(exc, Image.UnidentifiedImageError):
         return "not an image Pillow can read (wrong extension or corrupt header)"

@@ -16,11 +16,24 @@ from .scan import DatasetError, ScanReport, scan_image_folder
 from .shapes import builtin_dataset
 
 
+class CenterSquare:
+    """Crop a PIL image to its central square (side: the shorter side).
+
+    Done before resizing, so that a long thin strip (1 x 3,000,000 pixels) is never
+    scaled up as a whole; for any image it gives what resizing the shorter side and
+    then cropping the centre gives.
+    """
+
+    def __call__(self, img):
+        side = min(img.size)
+        return transforms.functional.center_crop(img, [side, side])
+
+
 def image_transform(image_size: int) -> transforms.Compose:
     """PIL RGB image -> float tensor (3, image_size, image_size) in [0, 1]."""
     return transforms.Compose([
-        transforms.Resize(image_size, antialias=True),  # shorter side -> image_size
-        transforms.CenterCrop(image_size),
+        CenterSquare(),
+        transforms.Resize((image_size, image_size), antialias=True),
         transforms.ToTensor(),  # uint8 [0, 255] -> float [0, 1]
     ])
 
@@ -171,12 +184,13 @@ def make_loader(
     )
 
 
-def check_batch_size(dataset: Dataset, batch_size: int) -> None:
-    """Fail clearly when a dataset cannot fill one batch."""
-    if len(dataset) < batch_size:
+def check_batch_size(dataset: Dataset, batch_size: int, world_size: int = 1) -> None:
+    """Fail clearly when a dataset cannot fill one batch (of every process, under DDP)."""
+    if len(dataset) < batch_size * world_size:
         root = getattr(dataset, "root", None) or "the dataset"
+        each = f" x {world_size} processes" if world_size > 1 else ""
         raise DatasetError(f"{root} has {len(dataset)} usable images, fewer than "
-                           f"batch_size={batch_size}; lower the batch size")
+                           f"batch_size={batch_size}{each}; lower the batch size")
 
 
 class ResumableBatchSampler(Sampler):
