@@ -358,3 +358,128 @@ def test_a_new_run_does_not_inherit_metrics_of_a_start_that_never_checkpointed(t
     trainer.train(2)
     steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert 7 not in steps and steps[-1] == 2
+
+
+# ---------------------------------------------------------------- quieter wrongs, operating-system errors
+
+def test_every_file_bad_with_skip_bad_lists_them_instead_of_saying_there_are_none(tmp_path):
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        (tmp_path / c / "x.png").write_text("not a png")
+    for skip_bad in (False, True):
+        with pytest.raises(DatasetError, match=r"none of the 2 image files in .* can be used:\n  .*a/x.png: not an image"):
+            scan_image_folder(tmp_path, skip_bad=skip_bad)
+
+
+def test_a_fifo_is_called_what_it_is_and_a_newline_in_a_name_cannot_fake_a_line(tmp_path):
+    tiny_tree(tmp_path)
+    os.mkfifo(tmp_path / "a" / "pipe.png")
+    (tmp_path / "b" / "evil\n  ok.png: fine.png").write_text("junk")
+    report = scan_image_folder(tmp_path, skip_bad=True)
+    reasons = {p.name: why for p, why in report.bad.items()}
+    assert reasons["pipe.png"] == "not a regular file (a FIFO, socket or device)"
+    with pytest.raises(DatasetError) as error:
+        scan_image_folder(tmp_path)
+    lines = str(error.value).splitlines()
+    assert any("evil\\n  ok.png: fine.png: not an image" in line for line in lines)
+    assert not any(line.startswith("  ok.png") for line in lines)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    from vidgen_nb.data import load_rgb
+
+    img = Image.new("RGB", (8, 4), (255, 0, 0))
+    exif = img.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    img.save(tmp_path / "photo.jpg", exif=exif)
+    assert load_rgb(tmp_path / "photo.jpg").size == (4, 8)
+
+
+def test_empty_or_nan_image_sets_and_zero_frames_are_named():
+    from vidgen_nb import Generator
+    from vidgen_nb.generated_video import delta_sweep, feedback_video, latent_walk
+    from vidgen_nb.metrics import swd
+
+    x = torch.rand(4, 3, 16, 16)
+    with pytest.raises(ValueError, match="image sets of 0 and 4 images: expected at least one in each"):
+        swd(x[:0], x)
+    with pytest.raises(ValueError, match="the second image set holds NaN or infinite values"):
+        swd(x, x.clone().fill_(float("nan")))
+    generator = Generator.build(Config.preset("tiny"))
+    for make in (latent_walk, delta_sweep, feedback_video):
+        with pytest.raises(ValueError, match="num_frames=0: expected a positive integer"):
+            make(generator, num_frames=0)
+    with pytest.raises(ValueError, match="num_frames=1: a feedback video needs at least 2 frames"):
+        feedback_video(generator, num_frames=1)
+
+
+def test_a_checkpoint_with_nan_weights_is_refused_before_anything_is_drawn(good_checkpoint, tmp_path, capsys):
+    import copy
+
+    state = copy.deepcopy(good_checkpoint)
+    state["generator_ema"]["vae.decoder.out.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(state, tmp_path / "nan.pt")
+    assert render_main(["--checkpoint", str(tmp_path / "nan.pt"), "--out", str(tmp_path / "v.gif")]) == 2
+    assert "its generator_ema weights hold NaN or infinite values" in capsys.readouterr().err
+    assert not (tmp_path / "v.gif").exists()
+
+
+def test_resume_refuses_a_preset_of_other_sizes_and_a_new_checkpoint_interval(tmp_path, data, capsys):
+    out = tmp_path / "run"
+    assert train_main(["--preset", "tiny", "--steps", "1", "--data", str(data), "--quiet", "--out", str(out)]) == 0
+    capsys.readouterr()
+    for extra, words in ((["--preset", "seed"], "--preset seed: the checkpoint"),
+                         (["--checkpoint-every", "5"], "--checkpoint-every: a resumed run keeps")):
+        with pytest.raises(SystemExit):
+            train_main(["--resume", "auto", "--data", str(data), "--out", str(out), *extra])
+        assert words in capsys.readouterr().err
+    assert train_main(["--resume", "auto", "--preset", "tiny", "--steps", "2", "--data", str(data),
+                       "--quiet", "--out", str(out)]) == 0  # the same preset: fine
+    said = capsys.readouterr().out
+    assert "resuming" in said and "preset" not in said.split("resuming")[1].splitlines()[1]
+
+
+def test_an_unwritable_out_or_cache_is_one_line(tmp_path, data, capsys, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SystemExit):
+        train_main(["--preset", "tiny", "--data", str(data), "--out", str(tmp_path / "file" / "run")])
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("vidgen-train: error: --out: cannot write the run folder") and "Not a directory" in err
+    monkeypatch.setenv("VIDGEN_NB_CACHE", str(tmp_path / "file" / "cache"))
+    with pytest.raises(SystemExit):
+        train_main(["--preset", "tiny", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert "cannot write the built-in dataset into" in err and "set VIDGEN_NB_CACHE to a writable folder" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_a_full_disk_while_saving_is_named_and_the_old_checkpoint_kept(tmp_path, data, capsys, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    out = tmp_path / "run"
+    assert train_main(["--preset", "tiny", "--steps", "2", "--data", str(data), "--quiet", "--out", str(out)]) == 0
+    before = (out / "checkpoint.pt").read_bytes()
+    capsys.readouterr()
+
+    def full(obj, f, *args, **kwargs):  # what torch.save says when the disk fills mid-write
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 137408 vs 137296")
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(torch, "save", full)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9, 0))
+    assert train_main(["--resume", "auto", "--steps", "4", "--data", str(data), "--quiet",
+                       "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "checkpoint.pt: the disk is full; the last checkpoint written is kept" in err
+    assert (out / "checkpoint.pt").read_bytes() == before
+
+
+def test_a_path_that_is_not_utf8_prints_escaped_under_a_strict_terminal(tmp_path, data):
+    out = os.fsencode(tmp_path) + b"/run-\xff"
+    done = subprocess.run([sys.executable, "-m", "vidgen_nb.train", "--preset", "tiny", "--steps", "1",
+                           "--data", str(data), "--quiet", "--out", os.fsdecode(out)],
+                          capture_output=True, env={**os.environ, "PYTHONIOENCODING": "ascii:strict"},
+                          timeout=300)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+    assert b"run-\\udcff" in done.stdout and b"Traceback" not in done.stderr

@@ -19,7 +19,9 @@ the folders above, so a notebook in ``notebooks/`` finds the repository's ``runs
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -52,9 +54,18 @@ def find_run(name: str = "main", start: str | os.PathLike | None = None) -> Path
 
 
 def save_atomic(obj, path: str | os.PathLike) -> Path:
-    """torch.save ``obj`` to ``path`` through ``atomic_write``."""
+    """torch.save ``obj`` to ``path`` through ``atomic_write``.
+
+    Raises ``OSError`` (ENOSPC when the disk is full, which torch.save itself reports
+    only as "unexpected pos ..."); ``path`` is then left as it was.
+    """
     with atomic_write(path) as tmp:
-        torch.save(obj, tmp)
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as exc:
+            full = shutil.disk_usage(tmp.parent).free < 64 * 2**20
+            raise OSError(errno.ENOSPC if full else errno.EIO,
+                          "the disk is full" if full else str(exc).splitlines()[0], str(path)) from None
     return Path(path)
 
 
@@ -124,6 +135,11 @@ def check_state(state: dict, path: str | os.PathLike, *, training: bool) -> Conf
         refuse("predictor", "None, as its config trains without a predictor")
     if state.get("generator_ema") is not None and not _is_state_dict(state["generator_ema"]):
         refuse("generator_ema", weights + " or None")
+    for key in ("vae", "critic", "predictor", "generator_ema"):
+        tensors = (state.get(key) or {}).values()
+        if any(t.is_floating_point() and not torch.isfinite(t).all() for t in tensors):
+            raise ValueError(f"checkpoint {path}: its {key} weights hold NaN or infinite values "
+                             "(training never saves those: the file was damaged or edited)")
     if training:
         for key in ("opt_g", "opt_d"):
             value = state.get(key)

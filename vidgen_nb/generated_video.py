@@ -13,6 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .config import check_positive
 from .generator import Generator
 
 
@@ -30,6 +31,11 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (torch.sin((1 - t) * omega) * z0 + torch.sin(t * omega) * z1) / torch.sin(omega)
 
 
+def _check_sizes(num_videos, num_frames) -> None:
+    check_positive("num_videos", num_videos)
+    check_positive("num_frames", num_frames)
+
+
 @torch.no_grad()
 def latent_walk(generator: Generator, num_videos: int = 4, num_frames: int = 24, *,
                 keyframes: int = 3, loop: bool = True, use_delta: bool = True, scale: float = 1.0,
@@ -41,6 +47,8 @@ def latent_walk(generator: Generator, num_videos: int = 4, num_frames: int = 24,
     ``use_delta`` every frame is decoded with its own predicted delta, times ``scale``.
     All N x T frames are decoded as one batch.
     """
+    _check_sizes(num_videos, num_frames)
+    check_positive("keyframes", keyframes)
     if use_delta:
         _need_predictor(generator, "latent-walk with deltas")
     keys = generator.sample_z(num_videos * keyframes, seed=seed)
@@ -68,6 +76,7 @@ def delta_sweep(generator: Generator, num_videos: int = 4, num_frames: int = 24,
     theta + s_t * delta, s_t = amplitude * sin(2 pi t / T). Frame 0 (s = 0) is exactly
     the base decode.
     """
+    _check_sizes(num_videos, num_frames)
     _need_predictor(generator, "delta-sweep")
     z = generator.sample_z(num_videos, seed=seed)  # (N, D)
     delta = generator.predict_delta(generator.vae.decode(z), seed=seed)  # (N, WEIGHT_UPDATE_SIZE)
@@ -92,6 +101,9 @@ def feedback_video(generator: Generator, num_videos: int = 4, num_frames: int = 
         (||s * delta_t|| / ||theta|| over the adjusted weights) and ``change`` (mean
         absolute difference from the previous frame).
     """
+    _check_sizes(num_videos, num_frames)
+    if num_frames < 2:
+        raise ValueError(f"num_frames={num_frames!r}: a feedback video needs at least 2 frames")
     _need_predictor(generator, "feedback")
     if not 0 <= damping < 1:
         raise ValueError(f"damping={damping!r}: expected a number in [0, 1)")

@@ -75,7 +75,12 @@ def swd(a: torch.Tensor, b: torch.Tensor, *, patches_per_image: int = 64, patch_
         raise ValueError(f"image sets of shapes {tuple(a.shape)} and {tuple(b.shape)}: "
                          "expected (N, C, H, W) with the same C, H, W")
     n = min(len(a), len(b))
+    if n < 1:
+        raise ValueError(f"image sets of {len(a)} and {len(b)} images: expected at least one in each")
     a, b = a[:n].float(), b[:n].float()
+    for name, images in (("first", a), ("second", b)):
+        if not torch.isfinite(images).all():
+            raise ValueError(f"the {name} image set holds NaN or infinite values")
     g = torch.Generator().manual_seed(seed)
     distances = []
     for la, lb in zip(laplacian_pyramid(a, min_size), laplacian_pyramid(b, min_size)):

@@ -11,6 +11,8 @@ import math
 import sys
 from pathlib import Path
 
+import torch
+
 from .checkpoint import run_checkpoint
 from .device import check_fits, pick_device
 from .generated_video import delta_sweep, feedback_video, latent_walk
@@ -37,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="GIF or MP4 to write (default: <mode>.gif beside the checkpoint)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
     args = parser.parse_args(argv)
+    for stream in (sys.stdout, sys.stderr):  # a path that is not valid UTF-8 is printed escaped
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
 
     def fail(message: str) -> int:
         print(f"vidgen-video: error: {message}", file=sys.stderr)
@@ -86,12 +91,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"||s delta||/||theta||: first {ratio[:, 0].mean():.3f}, last {ratio[:, -1].mean():.3f}, "
                   f"max {ratio.max():.3f}; frame change: first {change[:, 0].mean():.4f}, "
                   f"last {change[:, -1].mean():.4f}")
+        if not torch.isfinite(video).all():
+            return fail("the checkpoint's generator makes NaN or infinite pixels (a diverged run?); "
+                        f"nothing was written to {out}")
         if out.suffix.lower() == ".mp4":
             save_mp4(video, out, fps=args.fps, scale=upscale)
         else:
             save_gif(video, out, fps=args.fps, scale=upscale)
     except (ValueError, RuntimeError) as exc:
         return fail(str(exc))
+    except OSError as exc:
+        return fail(f"--out {out}: cannot write it: {exc.strerror or exc}")
     print(f"wrote {out} ({args.videos} videos x {args.frames} frames, {args.mode})")
     return 0
 

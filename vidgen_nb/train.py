@@ -10,6 +10,7 @@ generated images). The last line of ``metrics.jsonl`` holds every quality figure
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
 import sys
 import time
@@ -56,7 +57,7 @@ def build_parser() -> Parser:
     p.add_argument("--data", metavar="FOLDER",
                    help="ImageFolder tree, one sub-folder per class (default: built-in shapes)")
     p.add_argument("--out", metavar="FOLDER", help="run folder (default: runs/<preset>)")
-    p.add_argument("--preset", default="cpu", choices=tuple(PRESETS),
+    p.add_argument("--preset", choices=tuple(PRESETS),
                    help="sizes and settings to start from (default: cpu)")
     p.add_argument("--steps", type=int, help="total generator steps of the run (default: the preset's)")
     p.add_argument("--batch-size", type=int, help="images per step")
@@ -105,7 +106,7 @@ def config_from_args(args) -> Config:
         "delta_source": args.delta_source,
         "ema_decay": args.ema_decay, "augment": args.augment, "recon_sigma": args.recon_sigma,
     }
-    return Config.preset(args.preset, **{k: v for k, v in overrides.items() if v is not None})
+    return Config.preset(args.preset or "cpu", **{k: v for k, v in overrides.items() if v is not None})
 
 
 def _option_error(exc: ValueError) -> str:
@@ -133,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None, where: dict) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a path that is not valid UTF-8 is printed escaped
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -140,7 +144,7 @@ def _main(argv: list[str] | None, where: dict) -> int:
         pick_device(args.device)
     except ValueError as exc:
         parser.error(_option_error(exc))
-    out = Path(args.out) if args.out else RUNS / args.preset
+    out = Path(args.out) if args.out else RUNS / (args.preset or "cpu")
     resume = out / CHECKPOINT if args.resume == "auto" else args.resume
     if resume and not Path(resume).is_file():
         if args.resume != "auto":
@@ -148,7 +152,7 @@ def _main(argv: list[str] | None, where: dict) -> int:
         resume = None
     fixed = [OPTIONS[k] for k in ("batch_size", "image_size", "num_frames", "delta_targets",
                                   "delta_mode", "n_critic", "lr", "seed", "delta_param", "delta_source",
-                                  "ema_decay", "augment", "recon_sigma")
+                                  "ema_decay", "augment", "recon_sigma", "checkpoint_every")
              if getattr(args, {"num_frames": "frames", "delta_targets": "targets"}.get(k, k)) is not None]
     if resume and (fixed or args.no_predictor):
         parser.error(f"{', '.join(fixed or ['--no-predictor'])}: a resumed run keeps the "
@@ -162,16 +166,21 @@ def _main(argv: list[str] | None, where: dict) -> int:
     try:
         trainer = Trainer.from_checkpoint(resume, **common) if resume else Trainer(cfg, **common)
     except DatasetError as exc:
-        parser.error(f"--data: {exc}")
+        parser.error(("--data: " if args.data else "") + str(exc))
+    except OSError as exc:
+        parser.error(f"--out: cannot write the run folder {out}: {_os_reason(exc)}")
     except ValueError as exc:  # a refused or unfitting checkpoint, a bad target, ...
         parser.error(("--resume: " if resume else "") + _option_error(exc))
+    if resume and args.preset and Config.preset(args.preset).model != trainer.config.model:
+        parser.error(f"--preset {args.preset}: the checkpoint {resume} was made with other sizes; "
+                     "a resumed run keeps the settings stored in it")
     steps = args.steps if args.steps is not None else trainer.config.train.steps
     say = print if trainer.is_main else (lambda *a, **k: None)  # rank 0 speaks for all
     if resume:
         say(f"resuming {resume} at step {trainer.step} of {steps}")
     processes = f" x {trainer.world_size} processes" if trainer.world_size > 1 else ""
     say(f"training on {trainer.device}{processes} ({trainer.precision}), {len(trainer.dataset)} images, "
-        f"preset {args.preset}, "
+        + ("" if resume else f"preset {args.preset or 'cpu'}, ") +
         f"WEIGHT_UPDATE_SIZE {trainer.generator.deltas.weight_update_size}"
         + ("" if trainer.predictor else " (predictor off)"))
 
@@ -184,6 +193,11 @@ def _main(argv: list[str] | None, where: dict) -> int:
         trainer.train(max(0, steps - trainer.step))
     except NonFiniteLossError as exc:
         say(f"{parser.prog}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        say(f"{parser.prog}: cannot write {exc.filename or out}: {_os_reason(exc)}; the last "
+            f"checkpoint written is kept. Free the space or fix the folder, then resume with "
+            f"--out {out} --resume auto", file=sys.stderr)
         return 1
     except TrainingInterrupted as stop:
         again = " ".join(["vidgen-train", *(["--data", args.data] if args.data else []),
@@ -212,6 +226,13 @@ def _main(argv: list[str] | None, where: dict) -> int:
     for path in paths:
         print(f"  wrote {path}")
     return 0
+
+
+def _os_reason(exc: OSError) -> str:
+    """An operating-system error in a few words ("the disk is full", "read-only ...")."""
+    if exc.errno == errno.ENOSPC:
+        return "the disk is full"
+    return exc.strerror or str(exc)
 
 
 def summary(f: dict) -> str:

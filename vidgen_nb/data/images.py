@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 
 def to_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
@@ -63,6 +64,7 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
                                 f"take {decoded_bytes(img) / 2**20:,.0f} MiB to decode, over the "
                                 f"{MAX_DECODED_BYTES // 2**20} MiB allowed")
         img.load()
+        img = ImageOps.exif_transpose(img)  # a photo stored sideways, as the camera meant it
     return to_rgb(img)
 
 
@@ -82,7 +84,10 @@ def why_unusable(exc: BaseException) -> str:
 def check_file(path: Path) -> str | None:
     """Why ``path`` cannot be used as an image, or None if it decodes cleanly."""
     try:
-        if path.stat().st_size == 0:
+        status = path.stat()
+        if not stat.S_ISREG(status.st_mode):
+            return "not a regular file (a FIFO, socket or device)"
+        if status.st_size == 0:
             return "empty file (0 bytes)"
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -94,5 +99,7 @@ def check_file(path: Path) -> str | None:
 
 
 def printable(path) -> str:
-    """A path as printable text, even when its name is not valid UTF-8."""
-    return str(path).encode("utf-8", "backslashreplace").decode("utf-8")
+    """A path as printable text on one line: bytes that are not UTF-8 and control
+    characters (a newline in a file name) are shown as escapes."""
+    text = str(path).encode("utf-8", "backslashreplace").decode("utf-8")
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)

@@ -163,8 +163,10 @@ def scan_image_folder(
     report = ScanReport(root=root, files={c: ps for c, ps in usable.items() if ps}, bad=bad,
                         empty_classes=[c for c, ps in usable.items() if not ps],
                         skipped_folders=skipped)
+    listing = "\n".join(f"  {printable(p)}: {why}" for p, why in sorted(bad.items()))
+    if bad and report.num_images == 0:  # skipping them would leave nothing
+        raise DatasetError(f"none of the {len(every)} image files in {root} can be used:\n{listing}")
     if bad and not skip_bad:
-        listing = "\n".join(f"  {printable(p)}: {why}" for p, why in sorted(bad.items()))
         raise DatasetError(
             f"{len(bad)} of {len(every)} image files in {root} cannot be used:\n{listing}\n"
             "fix or remove them, or skip them (skip_bad=True, or --skip-bad on the command line)")

@@ -113,8 +113,12 @@ def builtin_dataset(
     if _is_complete(root, manifest):
         return root
 
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    except OSError as exc:
+        raise ValueError(f"cannot write the built-in dataset into {root.parent}: "
+                           f"{exc.strerror or exc}; set VIDGEN_NB_CACHE to a writable folder") from None
     try:
         for k, kind in enumerate(CLASSES):
             (tmp / kind).mkdir()
