@@ -152,7 +152,7 @@ def _main(argv: list[str] | None, where: dict) -> int:
         resume = None
     fixed = [OPTIONS[k] for k in ("batch_size", "image_size", "num_frames", "delta_targets",
                                   "delta_mode", "n_critic", "lr", "seed", "delta_param", "delta_source",
-                                  "ema_decay", "augment", "recon_sigma", "checkpoint_every")
+                                  "ema_decay", "augment", "recon_sigma")
              if getattr(args, {"num_frames": "frames", "delta_targets": "targets"}.get(k, k)) is not None]
     if resume and (fixed or args.no_predictor):
         parser.error(f"{', '.join(fixed or ['--no-predictor'])}: a resumed run keeps the "
@@ -174,6 +174,8 @@ def _main(argv: list[str] | None, where: dict) -> int:
     if resume and args.preset and Config.preset(args.preset).model != trainer.config.model:
         parser.error(f"--preset {args.preset}: the checkpoint {resume} was made with other sizes; "
                      "a resumed run keeps the settings stored in it")
+    if resume and args.checkpoint_every is not None:  # not a model setting: this run's choice
+        trainer.config = trainer.config.replace(checkpoint_every=args.checkpoint_every)
     steps = args.steps if args.steps is not None else trainer.config.train.steps
     say = print if trainer.is_main else (lambda *a, **k: None)  # rank 0 speaks for all
     if resume:
