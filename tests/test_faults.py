@@ -441,11 +441,22 @@ def test_resume_refuses_a_preset_of_other_sizes_and_honours_a_new_checkpoint_int
 
 
 def test_an_unwritable_out_or_cache_is_one_line(tmp_path, data, capsys, monkeypatch):
+    import errno
+    from pathlib import Path
+
     (tmp_path / "file").write_text("x")
-    with pytest.raises(SystemExit):
-        train_main(["--preset", "tiny", "--data", str(data), "--out", str(tmp_path / "file" / "run")])
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("vidgen-train: error: --out: cannot write the run folder") and "Not a directory" in err
+    for out, words in ((tmp_path / "file" / "run", "Not a directory"), (tmp_path / "file", "File exists")):
+        with pytest.raises(SystemExit):
+            train_main(["--preset", "tiny", "--data", str(data), "--out", str(out)])
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("vidgen-train: error: --out: cannot write the run folder") and words in err
+    with monkeypatch.context() as m:  # a read-only file system (root writes through chmod, so simulated)
+        def read_only(self, *args, **kwargs):
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        m.setattr(Path, "mkdir", read_only)
+        with pytest.raises(SystemExit):
+            train_main(["--preset", "tiny", "--data", str(data), "--out", str(tmp_path / "ro")])
+    assert "cannot write the run folder" in capsys.readouterr().err
     monkeypatch.setenv("VIDGEN_NB_CACHE", str(tmp_path / "file" / "cache"))
     with pytest.raises(SystemExit):
         train_main(["--preset", "tiny", "--out", str(tmp_path / "run")])
