@@ -61,6 +61,16 @@ def test_ddp_two_cpu_processes_agree_and_only_rank0_writes(tmp_path, data):
     assert load_checkpoint(out / "checkpoint.pt")["step"] == 6
 
 
+def test_ddp_with_too_few_images_for_every_process_is_one_line_from_rank_0(tmp_path, data):
+    cmd = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "vidgen_nb.train",
+           "--preset", "tiny", "--batch-size", "10", "--data", str(data), "--out", str(tmp_path / "run"),
+           "--device", "cpu", "--quiet"]  # 16 images: one batch of 10, not two
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0
+    assert res.stderr.count("16 usable images, fewer than batch_size=10 x 2 processes") == 1, res.stderr[-3000:]
+    assert "DatasetError" not in res.stderr and "vidgen_nb/" not in res.stderr  # no traceback of ours
+
+
 # ---------------------------------------------------------------- interruption
 
 

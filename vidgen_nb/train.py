@@ -163,17 +163,24 @@ def _main(argv: list[str] | None, where: dict) -> int:
 
     common = dict(data=args.data, out=out, device=args.device, skip_bad=args.skip_bad,
                   progress=not args.quiet, verbose=args.skip_bad, precision=args.precision)
+
+    def refuse(message: str):
+        """One line from rank 0 alone when several processes fail alike; exit status 2."""
+        if dist.is_initialized() and dist.get_rank() != 0:
+            sys.exit(2)
+        parser.error(message)
+
     try:
         trainer = Trainer.from_checkpoint(resume, **common) if resume else Trainer(cfg, **common)
     except DatasetError as exc:
-        parser.error(("--data: " if args.data else "") + str(exc))
+        refuse(("--data: " if args.data else "") + str(exc))
     except OSError as exc:
-        parser.error(f"--out: cannot write the run folder {out}: {_os_reason(exc)}")
+        refuse(f"--out: cannot write the run folder {out}: {_os_reason(exc)}")
     except ValueError as exc:  # a refused or unfitting checkpoint, a bad target, ...
-        parser.error(("--resume: " if resume else "") + _option_error(exc))
+        refuse(("--resume: " if resume else "") + _option_error(exc))
     if resume and args.preset and Config.preset(args.preset).model != trainer.config.model:
-        parser.error(f"--preset {args.preset}: the checkpoint {resume} was made with other sizes; "
-                     "a resumed run keeps the settings stored in it")
+        refuse(f"--preset {args.preset}: the checkpoint {resume} was made with other sizes; "
+               "a resumed run keeps the settings stored in it")
     if resume and args.checkpoint_every is not None:  # not a model setting: this run's choice
         trainer.config = trainer.config.replace(checkpoint_every=args.checkpoint_every)
     steps = args.steps if args.steps is not None else trainer.config.train.steps
