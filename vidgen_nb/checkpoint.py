@@ -152,6 +152,16 @@ def check_state(state: dict, path: str | os.PathLike, *, training: bool) -> Conf
     return config
 
 
+def load_part(part, state, what: str) -> None:
+    """``part.load_state_dict(state)`` (a module or an optimiser); ``ValueError`` naming
+    ``what`` when the stored state does not fit it (extra, missing or wrong-shaped)."""
+    try:
+        part.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+        last = (str(exc).strip().splitlines() or [type(exc).__name__])[-1].strip()
+        raise ValueError(f"its {what} does not fit: {last[:300]}") from None
+
+
 def _is_state_dict(value) -> bool:
     return isinstance(value, dict) and all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())

@@ -20,7 +20,6 @@ runs are read back, a run cut short resumes from its checkpoint.
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures as futures
 import contextlib
 import json
@@ -46,7 +45,8 @@ from .checkpoint import CHECKPOINT, RUNS
 from .config import PRESETS, Config
 from .data import builtin_dataset
 from .device import PRECISIONS, pick_device
-from .files import atomic_write
+from .files import atomic_write, escape_unprintable_output
+from .train import Parser  # one line per error, as vidgen-train
 
 STILL = {"noise": 0.0, "shift": 0.0, "zoom": 0.0, "rotation": 0.0, "brightness": 0.0}
 
@@ -503,12 +503,6 @@ def markdown_table(summary: dict) -> str:
 # ---------------------------------------------------------------------- command line
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        """One line, exit status 2, no usage dump."""
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def build_parser() -> Parser:
     p = Parser(prog="vidgen-experiment",
                description="Train every arm with every seed and compare them: does the weight "
@@ -531,6 +525,7 @@ def build_parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    escape_unprintable_output()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

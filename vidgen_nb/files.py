@@ -32,6 +32,14 @@ def atomic_write(path: str | os.PathLike):
         tmp.unlink(missing_ok=True)
 
 
+def escape_unprintable_output() -> None:
+    """Make stdout and stderr print what they cannot encode as escapes (a path that is
+    not valid UTF-8, under a strict ASCII terminal) instead of raising."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def remove_stale_writes(folder: Path) -> None:
     """Delete the temporary files that a killed ``atomic_write`` left in ``folder``
     (those of a process still running are its writes in progress, and stay)."""

@@ -21,7 +21,7 @@ import os
 import torch
 from torch import nn
 
-from .checkpoint import check_state, load_checkpoint
+from .checkpoint import check_state, load_checkpoint, load_part
 from .config import Config
 from .deltas import WeightDeltas
 from .models import VAE, ConstantDelta, WeightPredictor3DCNN
@@ -87,14 +87,13 @@ class Generator(nn.Module):
         generator = cls(config, vae, predictor)
         try:
             if state.get("generator_ema") is not None:
-                generator.load_state_dict(state["generator_ema"])
+                load_part(generator, state["generator_ema"], "generator_ema")
             else:
-                vae.load_state_dict(state["vae"])
+                load_part(vae, state["vae"], "vae")
                 if predictor is not None:
-                    predictor.load_state_dict(state["predictor"])
-        except RuntimeError as exc:
-            raise ValueError(f"{path}: its weights do not fit its own config: "
-                             f"{str(exc).splitlines()[-1].strip()[:300]}") from None
+                    load_part(predictor, state["predictor"], "predictor")
+        except ValueError as exc:
+            raise ValueError(f"checkpoint {path}: its weights do not fit its own config; {exc}") from None
         return generator.to(device).eval()
 
     @property

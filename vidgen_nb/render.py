@@ -15,6 +15,7 @@ import torch
 
 from .checkpoint import run_checkpoint
 from .device import check_fits, pick_device
+from .files import escape_unprintable_output
 from .generated_video import delta_sweep, feedback_video, latent_walk
 from .generator import Generator
 from .media import save_gif, save_mp4
@@ -39,9 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="GIF or MP4 to write (default: <mode>.gif beside the checkpoint)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
     args = parser.parse_args(argv)
-    for stream in (sys.stdout, sys.stderr):  # a path that is not valid UTF-8 is printed escaped
-        if hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="backslashreplace")
+    escape_unprintable_output()
 
     def fail(message: str) -> int:
         print(f"vidgen-video: error: {message}", file=sys.stderr)

@@ -21,7 +21,7 @@ import torch.distributed as dist
 from torchvision.utils import save_image
 
 from .checkpoint import CHECKPOINT, RUNS
-from .files import atomic_write
+from .files import atomic_write, escape_unprintable_output
 from .config import PRESETS, Config
 from .data import DatasetError
 from .device import PRECISIONS, pick_device
@@ -134,9 +134,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None, where: dict) -> int:
-    for stream in (sys.stdout, sys.stderr):  # a path that is not valid UTF-8 is printed escaped
-        if hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="backslashreplace")
+    escape_unprintable_output()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -40,7 +40,8 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .augment import diff_augment
-from .checkpoint import CHECKPOINT, check_same_model, check_state, load_checkpoint, save_atomic
+from .checkpoint import (CHECKPOINT, check_same_model, check_state, load_checkpoint, load_part,
+                         save_atomic)
 from .config import Config
 from .data import ResumableBatchSampler, check_batch_size, endless_batches, load_dataset
 from .device import any_process, autocast, check_fits, init_distributed, replicas_agree, resolve_precision
@@ -470,13 +471,8 @@ class Trainer:
                  ("generator_ema", self.generator_ema if self.generator_ema is not self.generator else None),
                  ("opt_g", self.opt_g), ("opt_d", self.opt_d)]
         for name, part in parts:
-            if part is None:
-                continue
-            try:
-                part.load_state_dict(state[name])
-            except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
-                last = (str(exc).strip().splitlines() or [type(exc).__name__])[-1].strip()
-                raise ValueError(f"its {name} does not fit its own config: {last[:300]}") from None
+            if part is not None:
+                load_part(part, state[name], name)
         self.step, self.batches_seen, self._batches = state["step"], state["batches_seen"], None
         try:
             torch.set_rng_state(state["rng"]["torch"])
