@@ -45,6 +45,7 @@ def test_overrides_reach_the_right_section():
     (dict(delta_param="lora"), ["delta_param='lora'", "dense", "channel"]),
     (dict(delta_source="image"), ["delta_source='image'", "video", "constant"]),
     (dict(latnt_dim=3), ["'latnt_dim'", "latent_dim"]),
+    (dict(adversarial_recon="no"), ["adversarial_recon='no'", "True or False"]),
 ])
 def test_invalid_values_name_field_value_and_rule(overrides, words):
     with pytest.raises(ValueError) as err:
@@ -90,3 +91,7 @@ def test_quality_options_reach_the_config():
     cfg = config_from_args(args)
     assert (cfg.model.delta_param, cfg.train.ema_decay, cfg.train.augment, cfg.train.recon_sigma,
             cfg.model.delta_source) == ("channel", 0.5, "color,cutout", 0.1, "constant")
+    assert cfg.train.adversarial_recon and cfg.train.recon_through_generator  # the cpu preset's
+    args = build_parser().parse_args(["--adversarial-recon", "off", "--recon-through", "base"])
+    cfg = config_from_args(args)
+    assert (cfg.train.adversarial_recon, cfg.train.recon_through_generator) == (False, False)

@@ -166,7 +166,7 @@ def test_precision_bf16_on_cpu_trains_in_bfloat16(data):
 
 
 LEVERS = dict(ema_decay=0.9, augment="color,translation,cutout", recon_sigma=0.0,
-              recon_through_generator=True, delta_param="channel",
+              recon_through_generator=True, adversarial_recon=True, delta_param="channel",
               delta_targets=("decoder.up.0.*", "decoder.out.*"))
 
 
@@ -184,6 +184,29 @@ def test_every_quality_lever_trains_and_resumes_exactly(tmp_path, data):
     for x, y in zip(straight.generator_ema.parameters(), resumed.generator_ema.parameters()):
         assert torch.allclose(x, y, atol=1e-6)
     assert all(torch.isfinite(torch.tensor(v)) for v in resumed.history[-1].values())
+
+
+@pytest.mark.parametrize("through_generator", [True, False])
+def test_the_critic_judges_reconstructions_when_asked(data, through_generator):
+    trainer = Trainer(tiny(adversarial_recon=True, recon_through_generator=through_generator),
+                      data=data, progress=False)
+    trainer.train(1)
+    seen = []
+    hook = trainer.critic.register_forward_hook(lambda m, args, out: seen.append(args[0].detach()))
+    real = trainer._real()
+    torch.manual_seed(5)
+    trainer.critic_step(real)
+    half = len(real) // 2
+    fakes = seen[0][len(real):]  # real and fake go through the critic as one batch
+    torch.manual_seed(5)  # the same draws again: the samples, then the reconstructions
+    with torch.no_grad():
+        samples = trainer.generator.generate(trainer.vae.sample_z(len(real) - half))
+        recon = trainer._reconstruct(real[len(real) - half:])
+    assert torch.allclose(fakes, torch.cat([samples, recon]), atol=1e-6)
+    seen.clear()
+    trainer.generator_step(trainer._real())  # the generator's term covers samples and reconstructions
+    hook.remove()
+    assert [len(x) for x in seen] == [2 * len(real)]
 
 
 def test_the_averaged_generator_follows_the_trained_one_and_samples_come_from_it(data, tmp_path):

@@ -38,6 +38,7 @@ OPTIONS = {
     "device": "--device", "checkpoint_every": "--checkpoint-every", "delta_param": "--delta-param",
     "delta_source": "--delta-source",
     "ema_decay": "--ema-decay", "augment": "--augment", "recon_sigma": "--recon-sigma",
+    "adversarial_recon": "--adversarial-recon", "recon_through_generator": "--recon-through",
 }
 
 
@@ -78,6 +79,11 @@ def build_parser() -> Parser:
                    help="DiffAugment for the critic, e.g. color,translation,cutout; '' for none")
     p.add_argument("--recon-sigma", type=float,
                    help="scale of the VAE's Gaussian likelihood per value; 0: calibrated")
+    p.add_argument("--adversarial-recon", choices=("on", "off"),
+                   help="the critic also judges reconstructions (half its fakes), as in a VAE-GAN")
+    p.add_argument("--recon-through", choices=("generator", "base"),
+                   help="decode reconstructions with theta + the delta of their own video "
+                        "(generator), or with the base weights theta alone (base)")
     p.add_argument("--no-predictor", action="store_true",
                    help="train the plain VAE-WGAN-GP, without the weight predictor")
     p.add_argument("--n-critic", type=int, help="critic steps per generator step")
@@ -105,6 +111,8 @@ def config_from_args(args) -> Config:
         "checkpoint_every": args.checkpoint_every, "delta_param": args.delta_param,
         "delta_source": args.delta_source,
         "ema_decay": args.ema_decay, "augment": args.augment, "recon_sigma": args.recon_sigma,
+        "adversarial_recon": None if args.adversarial_recon is None else args.adversarial_recon == "on",
+        "recon_through_generator": None if args.recon_through is None else args.recon_through == "generator",
     }
     return Config.preset(args.preset or "cpu", **{k: v for k, v in overrides.items() if v is not None})
 
@@ -150,8 +158,10 @@ def _main(argv: list[str] | None, where: dict) -> int:
         resume = None
     fixed = [OPTIONS[k] for k in ("batch_size", "image_size", "num_frames", "delta_targets",
                                   "delta_mode", "n_critic", "lr", "seed", "delta_param", "delta_source",
-                                  "ema_decay", "augment", "recon_sigma")
-             if getattr(args, {"num_frames": "frames", "delta_targets": "targets"}.get(k, k)) is not None]
+                                  "ema_decay", "augment", "recon_sigma", "adversarial_recon",
+                                  "recon_through_generator")
+             if getattr(args, {"num_frames": "frames", "delta_targets": "targets",
+                               "recon_through_generator": "recon_through"}.get(k, k)) is not None]
     if resume and (fixed or args.no_predictor):
         parser.error(f"{', '.join(fixed or ['--no-predictor'])}: a resumed run keeps the "
                      f"settings stored in its checkpoint {resume}")

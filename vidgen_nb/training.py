@@ -252,7 +252,12 @@ class Trainer:
     def critic_step(self, real: torch.Tensor) -> dict[str, float]:
         """One WGAN-GP update of the critic on real vs freshly generated images."""
         with torch.no_grad(), self.autocast():
-            fake = self.generator.generate(self.vae.sample_z(len(real)))
+            if self.config.train.adversarial_recon:  # half samples, half reconstructions
+                half = len(real) // 2
+                fake = torch.cat([self.generator.generate(self.vae.sample_z(len(real) - half)),
+                                  self._reconstruct(real[len(real) - half:])])
+            else:
+                fake = self.generator.generate(self.vae.sample_z(len(real)))
         with self.autocast():
             real, fake = self._augment(real), self._augment(fake)
             loss, stats = critic_loss(self._critic_net, real, fake, gp_critic=self.critic,
@@ -270,7 +275,8 @@ class Trainer:
         try:
             with self.autocast():
                 fake, delta, x_hat, mu, logvar = self._generator_pass(self.vae.sample_z(len(real)), real)
-                adv = generator_adversarial_loss(self.critic, self._augment(fake))
+                judged = torch.cat([fake, x_hat]) if t.adversarial_recon else fake
+                adv = generator_adversarial_loss(self.critic, self._augment(judged))
                 vae_term, stats = vae_loss(x_hat.float(), real.float(), mu.float(), logvar.float(),
                                            beta=t.beta, sigma=t.recon_sigma)
                 loss = adv.float() + t.vae_weight * vae_term
@@ -285,6 +291,12 @@ class Trainer:
         if delta is not None:
             stats["delta_rms"] = delta.float().square().mean().sqrt().item()
         return stats
+
+    def _reconstruct(self, real: torch.Tensor) -> torch.Tensor:
+        """Reconstructions as the generator step makes them (through the generator or not)."""
+        mu, logvar = self.vae.encode(real)
+        z = self.vae.reparameterize(mu, logvar)
+        return self.generator.generate(z) if self.config.train.recon_through_generator else self.vae.decode(z)
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -502,17 +514,24 @@ class Trainer:
             raise ValueError(f"checkpoint {path}: {exc}") from None
         metrics = trainer.out / "metrics.jsonl" if trainer.out else None
         if metrics and metrics.exists():
-            # Keep the records up to the checkpoint: later ones belong to lost steps. A
-            # line cut short (a crash or a full disk mid-write) is dropped.
-            records = []
-            for line in metrics.read_text(errors="replace").splitlines():
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(record, dict) and isinstance(record.get("step"), int):
-                    records.append(record)
-            trainer.history = [r for r in records if r["step"] <= trainer.step]
+            # Keep the records up to the checkpoint: later ones belong to lost steps.
+            trainer.history = [r for r in read_metrics(metrics) if r["step"] <= trainer.step]
             with atomic_write(metrics) as tmp:
                 tmp.write_text("".join(json.dumps(r) + "\n" for r in trainer.history))
         return trainer
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    """The records of a run's ``metrics.jsonl``; a line cut short (a crash or a full disk
+    mid-write) is dropped, a missing file gives none."""
+    records = []
+    if not Path(path).is_file():
+        return records
+    for line in Path(path).read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int):
+            records.append(record)
+    return records
