@@ -3,13 +3,14 @@
 #   make train  the main job: train the cpu preset on the built-in dataset into runs/main
 #   make lab    JupyterLab on the notebooks, on 127.0.0.1 only
 #   make bench  time a training iteration at the seed preset, as ratios (a few minutes)
+#   make notebooks  rerun every notebook against runs/main and store its outputs (after make train)
 
 PYTHON ?= python3
 UV ?= $(shell command -v uv 2>/dev/null || echo "$$($(PYTHON) -m site --user-base)/bin/uv")
 VENV_PY := .venv/bin/python
 export UV_PYTHON_DOWNLOADS ?= never
 
-.PHONY: setup test train lab bench
+.PHONY: setup test train lab bench notebooks
 
 setup:
 	@test -x "$(UV)" || { echo "installing uv for this user"; \
@@ -30,3 +31,6 @@ lab: setup
 
 bench: setup
 	$(VENV_PY) -m vidgen_nb.bench
+
+notebooks: setup
+	$(VENV_PY) -m vidgen_nb.notebook

@@ -1,5 +1,7 @@
 """Widgets driven from code, no browser: controls change what they show."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -56,6 +58,16 @@ def test_latent_explorer_slider_changes_the_image(trainer):
     assert explorer.panel.renders == renders + 2  # one redraw for a new seed
 
 
+def test_latent_explorer_of_the_generator_shows_what_it_generates(trainer):
+    explorer = LatentExplorer(trainer.generator_ema, dims=3)
+    explorer.dims[1].value = 1.5
+    with torch.no_grad():
+        expected = trainer.generator_ema.generate(explorer.z.clone(), seed=0)[0]
+        base = trainer.generator_ema.vae.decode(explorer.z.clone())[0]
+    assert torch.equal(explorer.image, expected)
+    assert not torch.equal(explorer.image, base)  # the trained delta is in the picture
+
+
 def test_dashboard_curves_gain_points_as_steps_run(trainer):
     dashboard = TrainingDashboard()
     trainer.callback = dashboard.update
@@ -64,3 +76,53 @@ def test_dashboard_curves_gain_points_as_steps_run(trainer):
     trainer.callback = None
     assert dashboard.points == before + 2  # tiny logs every 10 steps
     assert f"step {trainer.step}" in dashboard.status.value and dashboard.grid.renders == 2
+
+
+# ---------------------------------------------------------------- notebook helpers
+
+
+def test_without_a_trained_model_the_notebooks_say_how_to_get_one(tmp_path, monkeypatch, capsys):
+    from vidgen_nb.config import FAST_ENV
+
+    monkeypatch.chdir(tmp_path)  # no runs/main here or above
+    monkeypatch.setenv(FAST_ENV, "0")
+    trainer = load_or_train(steps=2, progress=False)
+    out = capsys.readouterr().out
+    assert "make train" in out and "runs/main/checkpoint.pt not found" in out
+    assert trainer.step == 2 and "trained the tiny preset for 2 steps" in out
+
+
+def test_a_loaded_model_comes_with_its_runs_figures(tmp_path, monkeypatch, capsys):
+    from vidgen_nb.config import Config, FAST_ENV
+    from vidgen_nb.notebook import last_evaluation, quality_figures
+    from vidgen_nb.training import Trainer
+
+    run = tmp_path / "runs" / "main"
+    trainer = Trainer(Config.preset("tiny"), out=run, progress=False)
+    trainer.train(2)
+    figures = trainer.evaluate()
+    trainer.save_checkpoint(run / "checkpoint.pt")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(FAST_ENV, "0")
+    loaded = load_or_train()
+    assert last_evaluation(loaded) == figures == quality_figures(loaded)  # read, not measured again
+    assert f"loaded {Path('runs/main/checkpoint.pt')}: 16 px, step 2, seed 0" in capsys.readouterr().out
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == len(trainer.history)  # not written
+
+
+def test_execute_notebooks_needs_the_trained_model(tmp_path, monkeypatch):
+    from vidgen_nb.notebook import execute_notebooks
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="run `make train` first"):
+        execute_notebooks([tmp_path / "x.ipynb"])
+
+
+def test_videos_play_inline_without_the_network():
+    from vidgen_nb.media import html_video, show_gif
+
+    video = torch.rand(2, 4, 3, 8, 8)
+    gif = show_gif(video, fps=4, scale=2)
+    assert gif.format == "gif" and gif.data[:6] == b"GIF89a"
+    html = html_video(video[0], fps=4).data
+    assert "http" not in html and "<link" not in html and "▶" in html

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -80,4 +82,29 @@ def html_video(video: torch.Tensor, *, fps: float = 8, scale: int = 4):
     shown = ax.imshow(frames[0], interpolation="nearest")
     animation = FuncAnimation(fig, lambda k: shown.set_data(frames[k]), frames=len(frames),
                               interval=1000 / fps)
-    return HTML(animation.to_jshtml(default_mode="loop"))
+    return HTML(_offline(animation.to_jshtml(default_mode="loop")))
+
+
+# matplotlib's player takes its button icons from Font Awesome on a CDN; offline they
+# are blank (and the browser logs an error). Plain symbols need no network.
+_ICONS = {"fast-backward": "⏮", "step-backward": "⏪", "backward": "◀", "stop": "⏹",
+          "play": "▶", "step-forward": "⏩", "fast-forward": "⏭", "minus": "−", "plus": "+"}
+
+
+def _offline(html: str) -> str:
+    """The player's HTML without links to other sites: icons as text."""
+    html = re.sub(r"<link[^>]*>", "", html)
+    return re.sub(r'<i class="fa fa-([a-z-]+)"></i>', lambda m: _ICONS.get(m.group(1), m.group(1)), html)
+
+
+def gif_bytes(video: torch.Tensor, *, fps: float = 8, scale: int = 1) -> bytes:
+    """``save_gif``'s file, in memory."""
+    with tempfile.TemporaryDirectory() as folder:
+        return save_gif(video, Path(folder) / "video.gif", fps=fps, scale=scale).read_bytes()
+
+
+def show_gif(video: torch.Tensor, *, fps: float = 8, scale: int = 2):
+    """A video shown inline in a notebook as a looping GIF (no script, no network)."""
+    from IPython.display import Image as IPythonImage
+
+    return IPythonImage(data=gif_bytes(video, fps=fps, scale=scale), format="gif")

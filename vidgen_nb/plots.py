@@ -44,7 +44,7 @@ def image_grid_figure(images: torch.Tensor, *, nrow: int = 8, title: str | None 
     fig = Figure(figsize=(6, 6 * grid.shape[1] / grid.shape[2] + (0.3 if title else 0)),
                  layout="constrained")
     ax = fig.subplots()
-    ax.imshow(grid.permute(1, 2, 0).numpy())
+    ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")  # true pixels; a smaller PNG
     ax.set_axis_off()
     if title:
         ax.set_title(title)
@@ -100,7 +100,8 @@ def plot_pipeline() -> Figure:
 
 
 @torch.no_grad()
-def plot_scores(critic, real: torch.Tensor, fake: torch.Tensor) -> Figure:
+def plot_scores(critic, real: torch.Tensor, fake: torch.Tensor, *,
+                title: str = "critic scores: real against generated") -> Figure:
     """Histograms of the critic's scores on real and on generated images."""
     fig = Figure(figsize=(6, 3), layout="constrained")
     ax = fig.subplots()
@@ -109,6 +110,8 @@ def plot_scores(critic, real: torch.Tensor, fake: torch.Tensor) -> Figure:
     ax.hist(s_real.numpy(), bins=bins, alpha=0.6, label=f"real (mean {s_real.mean():.2f})")
     ax.hist(s_fake.numpy(), bins=bins, alpha=0.6, label=f"generated (mean {s_fake.mean():.2f})")
     ax.set_xlabel("critic score D(x)")
+    ax.set_ylabel("images")
+    ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     return fig
 
@@ -128,7 +131,8 @@ def plot_filmstrip(video: torch.Tensor, *, max_videos: int = 4, title: str | Non
     for b in range(B):
         for k in range(T):
             ax = axes[b, k]
-            ax.imshow(video[b, k].permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray", vmin=0, vmax=1)
+            ax.imshow(video[b, k].permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray", vmin=0, vmax=1,
+                      interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if b == 0:
@@ -143,10 +147,12 @@ def plot_feedback(stats: dict) -> Figure:
     fig = Figure(figsize=(8, 2.6), layout="constrained")
     for ax, key, label in zip(fig.subplots(1, 2), ("delta_ratio", "change"),
                               ("||s delta_t|| / ||theta||", "mean |frame t - frame t-1|")):
-        ax.plot(stats[key].T.numpy(), lw=1)
+        for b, row in enumerate(stats[key].numpy()):
+            ax.plot(row, lw=1, label=f"video {b}")
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("frame")
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     return fig
 
 

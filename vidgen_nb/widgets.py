@@ -82,7 +82,7 @@ class VideoExplorer:
         self.frames = W.IntSlider(value=num_frames, min=2, max=32, description="frames", style=style)
         self.seed = W.IntSlider(value=seed, min=0, max=99, description="seed", style=style)
         self.frame = W.IntSlider(value=0, min=0, max=num_frames - 1, description="frame", style=style)
-        self.play = W.Play(value=0, min=0, max=num_frames - 1, interval=200)
+        self.play = W.Play(value=0, min=0, max=num_frames - 1, interval=200, repeat=True)  # loops
         W.link((self.play, "value"), (self.frame, "value"))  # kernel-side: works without a browser
 
         self.current = _Panel((3, 3.2), "260px")
@@ -199,18 +199,24 @@ class DeltaExplorer:
 
 
 class LatentExplorer:
-    """Sliders on the leading latent dimensions of z and a seed for the rest."""
+    """Sliders on the leading latent dimensions of z and a seed for the rest.
 
-    def __init__(self, vae, *, dims: int = 6, seed: int = 0):
-        self.vae = vae
+    ``model``: a ``Generator`` (the image is ``generate(z)``, theta + the delta the
+    predictor gives it, as samples are made) or a ``VAE`` (its base decode, theta alone).
+    """
+
+    def __init__(self, model, *, dims: int = 6, seed: int = 0):
+        self.model = model
+        self.vae = model.vae if hasattr(model, "generate") else model
         self.seed = W.IntSlider(value=seed, min=0, max=999, description="seed")
-        n = min(dims, vae.latent_dim)
+        n = min(dims, self.vae.latent_dim)
         self.dims = [W.FloatSlider(value=0.0, min=-3, max=3, step=0.1, description=f"z[{i}]")
                      for i in range(n)]
         self.panel, self._quiet = _Panel((3, 3.2), "260px"), False
+        title = "generate(z): theta + delta" if self.model is not self.vae else "decode(z): theta"
         with torch.no_grad():
-            shape = _hwc(vae.decode(vae.sample_z(1))[0]).shape
-        (self._ax,) = _image_axes(self.panel.fig, 1, ["decoded z"], shape)
+            shape = _hwc(self.vae.decode(self.vae.sample_z(1))[0]).shape
+        (self._ax,) = _image_axes(self.panel.fig, 1, [title], shape)
         self.seed.observe(lambda _: self._reseed(), names="value")
         for slider in self.dims:
             slider.observe(lambda _: self._update(), names="value")
@@ -233,8 +239,9 @@ class LatentExplorer:
             return
         for i, slider in enumerate(self.dims):
             self.z[0, i] = slider.value
-        device = next(self.vae.parameters()).device
-        self.image = self.vae.decode(self.z.to(device))[0].cpu()
+        z = self.z.to(next(self.vae.parameters()).device)
+        x = self.vae.decode(z) if self.model is self.vae else self.model.generate(z, seed=0)
+        self.image = x[0].float().cpu()
         self._ax.images[0].set_data(_hwc(self.image))
         self.panel.draw()
 
@@ -256,6 +263,7 @@ class TrainingDashboard:
         for ax, key in zip(axes, self.KEYS):
             (self.lines[key],) = ax.plot([], [], lw=1)
             ax.set_title(key, fontsize=9)
+            ax.set_xlabel("step", fontsize=8)
             ax.tick_params(labelsize=7)
         self.grid = _Panel((3, 3), "240px")
         self._grid_ax = self.grid.fig.subplots()
