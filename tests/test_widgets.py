@@ -21,6 +21,7 @@ def test_video_explorer_frame_slider_and_play(trainer):
     assert explorer.title == "frame 3 of 5" and explorer.current.png != first
     explorer.play.value = 5  # Play is linked to the frame slider
     assert explorer.frame.value == 5 and explorer.title == "frame 5 of 5"
+    assert explorer.play.repeat  # Play loops
 
 
 def test_video_explorer_sliders_remake_the_video(trainer):
@@ -126,3 +127,18 @@ def test_videos_play_inline_without_the_network():
     assert gif.format == "gif" and gif.data[:6] == b"GIF89a"
     html = html_video(video[0], fps=4).data
     assert "http" not in html and "<link" not in html and "▶" in html
+
+
+def test_committed_notebooks_show_the_trained_model():
+    """Stored outputs come from make train's model (make notebooks), not from fast mode."""
+    import json
+
+    for path in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb")):
+        nb = json.loads(path.read_text())
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        texts = ["".join(o.get("text", "")) for c in code for o in c["outputs"] if o["output_type"] == "stream"]
+        assert all(c["execution_count"] for c in code), f"{path.name}: committed unexecuted"
+        assert not any("trained the tiny preset" in t or "fast mode" in t for t in texts), path.name
+        if any("load_or_train()" in "".join(c["source"]) for c in code):
+            assert any(t.startswith("loaded ../runs/main/checkpoint.pt: 32 px") for t in texts), path.name
+        assert "widgets" not in nb["metadata"], f"{path.name}: widget state stored"
