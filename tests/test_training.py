@@ -13,7 +13,7 @@ from vidgen_nb.checkpoint import load_checkpoint
 from vidgen_nb.device import pick_device
 from vidgen_nb.evaluation import generate_fixed
 from vidgen_nb.generator import Generator
-from vidgen_nb.training import NonFiniteLossError, Trainer
+from vidgen_nb.training import NonFiniteLossError, Trainer, reconstruct_sampled
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +201,7 @@ def test_the_critic_judges_reconstructions_when_asked(data, through_generator):
     torch.manual_seed(5)  # the same draws again: the samples, then the reconstructions
     with torch.no_grad():
         samples = trainer.generator.generate(trainer.vae.sample_z(len(real) - half))
-        recon = trainer._reconstruct(real[len(real) - half:])
+        recon = reconstruct_sampled(trainer.generator, real[len(real) - half:], through_generator)[0]
     assert torch.allclose(fakes, torch.cat([samples, recon]), atol=1e-6)
     seen.clear()
     trainer.generator_step(trainer._real())  # the generator's term covers samples and reconstructions

@@ -6,10 +6,10 @@ side, with values in [0, 1].
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -44,16 +44,24 @@ def save_gif(video: torch.Tensor, path: str | os.PathLike, *, fps: float = 8, sc
 
     ``scale`` enlarges each frame (nearest neighbour), handy for 16-32 px images.
     """
+    data = gif_bytes(video, fps=fps, scale=scale, nrow=nrow)
+    with atomic_write(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def gif_bytes(video: torch.Tensor, *, fps: float = 8, scale: int = 1, nrow: int | None = None) -> bytes:
+    """``save_gif``'s file, in memory."""
     if not math.isfinite(fps) or fps <= 0:
         raise ValueError(f"fps={fps!r}: expected a number of frames per second > 0")
     frames = _to_uint8_frames(video, nrow)
     if scale > 1:
         frames = [f.resize((f.width * scale, f.height * scale), Image.Resampling.NEAREST)
                   for f in frames]
-    with atomic_write(path) as tmp:
-        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], loop=0,
-                       duration=round(1000 / fps), disposal=2)
-    return Path(path)
+    out = io.BytesIO()
+    frames[0].save(out, format="GIF", save_all=True, append_images=frames[1:], loop=0,
+                   duration=round(1000 / fps), disposal=2)
+    return out.getvalue()
 
 
 def save_mp4(video: torch.Tensor, path: str | os.PathLike, *, fps: float = 8, scale: int = 1) -> Path:
@@ -95,12 +103,6 @@ def _offline(html: str) -> str:
     """The player's HTML without links to other sites: icons as text."""
     html = re.sub(r"<link[^>]*>", "", html)
     return re.sub(r'<i class="fa fa-([a-z-]+)"></i>', lambda m: _ICONS.get(m.group(1), m.group(1)), html)
-
-
-def gif_bytes(video: torch.Tensor, *, fps: float = 8, scale: int = 1) -> bytes:
-    """``save_gif``'s file, in memory."""
-    with tempfile.TemporaryDirectory() as folder:
-        return save_gif(video, Path(folder) / "video.gif", fps=fps, scale=scale).read_bytes()
 
 
 def show_gif(video: torch.Tensor, *, fps: float = 8, scale: int = 2):

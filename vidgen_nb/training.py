@@ -92,12 +92,16 @@ class _GeneratorPass(nn.Module):
 
     def forward(self, z: torch.Tensor, real: torch.Tensor):
         fake, delta = self.generator.generate(z, return_delta=True)
-        if self.through_generator:
-            mu, logvar = self.generator.vae.encode(real)
-            x_hat = self.generator.generate(self.generator.vae.reparameterize(mu, logvar))
-        else:
-            x_hat, mu, logvar = self.generator.vae(real)
-        return fake, delta, x_hat, mu, logvar
+        return fake, delta, *reconstruct_sampled(self.generator, real, self.through_generator)
+
+
+def reconstruct_sampled(generator: Generator, real: torch.Tensor, through_generator: bool):
+    """Training's reconstructions: real (B, C, H, W) -> x_hat, mu, logvar, x_hat decoded
+    from a posterior sample by the whole generator (theta + delta) or by theta alone."""
+    mu, logvar = generator.vae.encode(real)
+    z = generator.vae.reparameterize(mu, logvar)
+    x_hat = generator.generate(z) if through_generator else generator.vae.decode(z)
+    return x_hat, mu, logvar
 
 
 class Trainer:
@@ -255,7 +259,8 @@ class Trainer:
             if self.config.train.adversarial_recon:  # half samples, half reconstructions
                 half = len(real) // 2
                 fake = torch.cat([self.generator.generate(self.vae.sample_z(len(real) - half)),
-                                  self._reconstruct(real[len(real) - half:])])
+                                  reconstruct_sampled(self.generator, real[len(real) - half:],
+                                                      self.config.train.recon_through_generator)[0]])
             else:
                 fake = self.generator.generate(self.vae.sample_z(len(real)))
         with self.autocast():
@@ -291,12 +296,6 @@ class Trainer:
         if delta is not None:
             stats["delta_rms"] = delta.float().square().mean().sqrt().item()
         return stats
-
-    def _reconstruct(self, real: torch.Tensor) -> torch.Tensor:
-        """Reconstructions as the generator step makes them (through the generator or not)."""
-        mu, logvar = self.vae.encode(real)
-        z = self.vae.reparameterize(mu, logvar)
-        return self.generator.generate(z) if self.config.train.recon_through_generator else self.vae.decode(z)
 
     @torch.no_grad()
     def _update_ema(self) -> None:
