@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -150,12 +151,12 @@ def test_a_gif_that_cannot_be_written_leaves_the_old_one(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="fps=-5"):
         save_gif(torch.rand(3, 3, 8, 8), path, fps=-5)
 
-    def full_disk(self, fp, *args, **kwargs):  # writes a little, then the disk is full
-        with open(fp, "wb") as f:
-            f.write(b"GIF89a")
+    def full_disk(self, data):  # the file is written a little, then the disk is full
+        with open(self, "wb") as f:
+            f.write(data[:6])
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(Image.Image, "save", full_disk)
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
     with pytest.raises(OSError, match="No space left"):
         save_gif(torch.rand(3, 3, 8, 8), path, fps=5)
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["keep.gif"]
