@@ -42,8 +42,10 @@ def test_overrides_reach_the_right_section():
     (dict(ema_decay=1.0), ["ema_decay=1.0", "[0, 1)"]),
     (dict(recon_sigma=-1), ["recon_sigma=-1", ">= 0"]),
     (dict(recon_sigma=float("nan")), ["recon_sigma=nan", "finite"]),
-    (dict(delta_param="lora"), ["delta_param='lora'", "dense", "channel"]),
+    (dict(delta_param="svd"), ["delta_param='svd'", "dense", "channel", "lora"]),
+    (dict(delta_rank=0), ["delta_rank=0", "positive integer"]),
     (dict(delta_source="image"), ["delta_source='image'", "video", "constant"]),
+    (dict(critic_pool="mean"), ["critic_pool='mean'", "max", "avg"]),
     (dict(latnt_dim=3), ["'latnt_dim'", "latent_dim"]),
     (dict(adversarial_recon="no"), ["adversarial_recon='no'", "True or False"]),
 ])
@@ -80,7 +82,7 @@ def test_older_configs_mean_what_their_runs_did():
     old = Config.from_dict(d)
     assert (old.train.ema_decay, old.train.augment, old.train.recon_through_generator) == (0.0, "", False)
     assert old.train.recon_sigma == 0.5**0.5 and old.model.delta_param == "dense" \
-        and old.model.delta_source == "video"
+        and old.model.delta_source == "video" and old.model.critic_pool == "max"
 
 
 def test_quality_options_reach_the_config():
@@ -92,6 +94,8 @@ def test_quality_options_reach_the_config():
     assert (cfg.model.delta_param, cfg.train.ema_decay, cfg.train.augment, cfg.train.recon_sigma,
             cfg.model.delta_source) == ("channel", 0.5, "color,cutout", 0.1, "constant")
     assert cfg.train.adversarial_recon and cfg.train.recon_through_generator  # the cpu preset's
+    cfg = config_from_args(build_parser().parse_args(["--delta-param", "lora", "--delta-rank", "3"]))
+    assert (cfg.model.delta_param, cfg.model.delta_rank) == ("lora", 3)
     args = build_parser().parse_args(["--adversarial-recon", "off", "--recon-through", "base"])
     cfg = config_from_args(args)
     assert (cfg.train.adversarial_recon, cfg.train.recon_through_generator) == (False, False)

@@ -222,7 +222,68 @@ def test_channel_deltas_send_gradients_to_the_prediction_and_theta(channelwise):
         assert dict(vae.named_parameters())[name].grad.abs().sum() > 0, name
 
 
+@pytest.fixture
+def low_rank(tiny):
+    _, vae, _ = tiny
+    return vae, WeightDeltas(vae, ("decoder.up.*", "decoder.out.*"), param="lora", rank=2)
+
+
+def test_lora_deltas_are_a_product_of_two_predicted_factors(low_rank):
+    vae, deltas = low_rank
+    params = dict(vae.named_parameters())
+    w = params["decoder.out.weight"]  # ConvTranspose2d (in, out, k, k): a matrix in x (out*k*k)
+    rows, cols = w.shape[0], math.prod(w.shape[1:])
+    assert deltas.shapes["decoder.out.weight"] == (2, rows + cols)
+    assert deltas.shapes["decoder.out.bias"] == tuple(params["decoder.out.bias"].shape)
+    assert "(A B, rank 2)" in deltas.describe()
+    flat = torch.randn(3, deltas.WEIGHT_UPDATE_SIZE)
+    part = deltas.split(flat)["decoder.out.weight"]
+    factors = flat[:, deltas.slices["decoder.out.weight"]].view(3, 2, rows + cols)
+    a, b = factors[:, :, :rows].transpose(1, 2), factors[:, :, rows:]
+    expected = a @ (deltas.lora_b0["decoder.out.weight"] + b)
+    assert torch.allclose(part, expected.view(3, *w.shape), atol=1e-6)
+    assert all(torch.linalg.matrix_rank(part[i].reshape(rows, cols)) == 2 for i in range(3))
+    again = WeightDeltas(vae, ("decoder.up.*", "decoder.out.*"), param="lora", rank=2)
+    assert torch.equal(again.lora_b0["decoder.out.weight"], deltas.lora_b0["decoder.out.weight"])
+
+
+def test_lora_deltas_decode_like_a_loop_and_zero_is_the_base(low_rank):
+    vae, deltas = low_rank
+    z = vae.sample_z(4)
+    assert torch.equal(deltas.decode(z, torch.zeros(4, deltas.WEIGHT_UPDATE_SIZE)), vae.decode(z))
+    delta = 0.3 * torch.randn(4, deltas.WEIGHT_UPDATE_SIZE)
+    assert torch.allclose(deltas.decode(z, delta), reference_decode(vae, deltas, z, delta), atol=1e-5)
+    # One delta for the batch: the mean of the weight changes (not of the factors).
+    parts = deltas.split(delta)
+    params = dict(vae.named_parameters())
+    with torch.no_grad():
+        for name, d in parts.items():
+            params[name].add_(d.mean(0))
+        expected = vae.decode(z)
+        for name, d in parts.items():
+            params[name].sub_(d.mean(0))
+    assert torch.allclose(deltas.decode(z, delta, mode="batch_mean"), expected, atol=1e-5)
+
+
+def test_lora_deltas_leave_zero_by_their_gradient(low_rank):
+    vae, deltas = low_rank
+    # The predictor starts at zero: with A B alone that is a saddle, no gradient to either.
+    delta = torch.zeros(3, deltas.WEIGHT_UPDATE_SIZE, requires_grad=True)
+    deltas.decode(vae.sample_z(3), delta).square().mean().backward()
+    grad = delta.grad[:, deltas.slices["decoder.out.weight"]]
+    assert grad.abs().sum() > 0
+    for name in deltas.names:
+        assert dict(vae.named_parameters())[name].grad.abs().sum() > 0, name
+
+
+def test_lora_rank_beyond_the_matrix_is_refused(tiny):
+    _, vae, _ = tiny
+    with pytest.raises(ValueError, match=r"delta_rank=1000: decoder.out.weight is a 8x48 matrix, "
+                                         r"so its rank is at most 8"):
+        WeightDeltas(vae, param="lora", rank=1000)
+
+
 def test_unknown_parametrisation_is_refused(tiny):
     _, vae, _ = tiny
-    with pytest.raises(ValueError, match=r"delta_param='lora': expected one of \('dense', 'channel'\)"):
-        WeightDeltas(vae, param="lora")
+    with pytest.raises(ValueError, match=r"delta_param='svd': expected one of \('dense', 'channel', 'lora'\)"):
+        WeightDeltas(vae, param="svd")

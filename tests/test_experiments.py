@@ -29,6 +29,7 @@ def test_every_arm_is_a_valid_config_that_changes_what_it_says():
     still = arm_config("tiny", "still-video", 0).video
     assert (still.noise, still.shift, still.zoom, still.rotation, still.brightness) == (0, 0, 0, 0, 0)
     assert arm_config("tiny", "channel", 0).model.delta_param == "channel"
+    assert arm_config("tiny", "lora", 0).model.delta_param == "lora"
     assert arm_config("tiny", "full", 5) == arm_config("tiny", "full", 0).replace(seed=5)
 
 

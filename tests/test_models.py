@@ -78,6 +78,19 @@ def test_critic_is_an_unbounded_score_without_batch_norm():
     assert ((0 <= p) & (p <= 1)).all()
 
 
+@pytest.mark.parametrize("pool, share", [("max", 0.25), ("avg", 1.0)])
+def test_critic_pool_decides_how_much_of_a_feature_map_gets_a_gradient(pool, share):
+    torch.manual_seed(0)
+    critic = Discriminator(Config.preset("tiny", critic_pool=pool).model)
+    layers = [type(m) for m in critic.features]
+    assert layers.count(nn.AvgPool2d if pool == "avg" else nn.MaxPool2d) == 2
+    h = critic.features[:2](torch.rand(4, 3, 16, 16))  # the first block's activations
+    h.retain_grad()
+    critic.score(critic.features[2:](h).flatten(1)).sum().backward()
+    # MaxPool2d passes a gradient to one value of each 2x2 window, AvgPool2d to all four.
+    assert (h.grad != 0).float().mean().item() == pytest.approx(share)
+
+
 def test_untrained_predictor_predicts_zero_for_any_video_size():
     torch.manual_seed(0)
     predictor = WeightPredictor3DCNN(10, num_filters=32)

@@ -16,10 +16,13 @@ from dataclasses import dataclass, field
 # every generated image, so changing it changes what a decoded noise vector looks like.
 DEFAULT_DELTA_TARGETS = ("decoder.out.*",)
 DELTA_MODES = ("per_sample", "batch_mean")
-DELTA_PARAMS = ("dense", "channel")  # what a predicted number means (deltas.py)
+DELTA_PARAMS = ("dense", "channel", "lora")  # what a predicted number means (deltas.py)
 # Where each image's delta comes from: the 3D CNN watching the image's synthetic video,
 # or one learned delta shared by every image (an ablation: extra weights, no predictor).
 DELTA_SOURCES = ("video", "constant")
+# How the critic's blocks halve H and W: MaxPool2d, symmetric with the encoder as the
+# seed has it, or AvgPool2d, whose gradient reaches every pixel of the judged image.
+CRITIC_POOLS = ("max", "avg")
 AUGMENTATIONS = ("color", "translation", "cutout")  # DiffAugment's transformations (augment.py)
 FAST_ENV = "VIDGEN_NB_FAST"  # set to 1: notebooks use the tiny preset and few steps (CI does)
 
@@ -33,7 +36,7 @@ def fast_mode() -> bool:
 # machine's memory before a single step: a mistyped or crafted size is refused by name.
 LIMITS = {"image_size": 1024, "channels": 16, "latent_dim": 16384, "num_frames": 512,
           "predictor_filters": 4096, "predictor_blocks": 8, "predictor_hidden": 16384,
-          "predictor_stride": 8, "widths": 4096, "critic_widths": 4096, "batch_size": 4096,
+          "predictor_stride": 8, "delta_rank": 4096, "widths": 4096, "critic_widths": 4096, "batch_size": 4096,
           "swd_images": 100_000}
 
 
@@ -64,6 +67,12 @@ def check_delta_source(source) -> None:
         raise ValueError(f"delta_source={source!r}: expected one of {DELTA_SOURCES}")
 
 
+def check_critic_pool(pool) -> None:
+    """Raise ``ValueError`` unless ``pool`` is one of ``CRITIC_POOLS``."""
+    if pool not in CRITIC_POOLS:
+        raise ValueError(f"critic_pool={pool!r}: expected one of {CRITIC_POOLS}")
+
+
 def check_augment(policy) -> tuple[str, ...]:
     """``"color,cutout"`` -> ("color", "cutout"); ``ValueError`` naming an unknown one."""
     if not isinstance(policy, str):
@@ -91,6 +100,7 @@ class ModelConfig:
     channels: int = 3  # image channels (RGB)
     widths: tuple[int, ...] = (32, 64, 128, 256)  # encoder conv widths; each block halves H, W
     critic_widths: tuple[int, ...] = (32, 64, 128, 256)  # critic conv widths, same rule
+    critic_pool: str = "max"  # the critic's downsampling, "max" or "avg" (CRITIC_POOLS)
     latent_dim: int = 128  # size of z, the noise vector the decoder turns into an image
     num_frames: int = 8  # T, frames of the synthetic video the predictor watches
     predictor_filters: int = 32  # Conv3d filters in every predictor block (the seed's 32)
@@ -101,12 +111,13 @@ class ModelConfig:
     predictor_hidden: int = 64  # width of the predictor head's hidden layer
     delta_targets: tuple[str, ...] = DEFAULT_DELTA_TARGETS  # VAE parameter names or globs
     delta_mode: str = "per_sample"  # each image its own delta, or the batch mean
-    delta_param: str = "dense"  # a number per weight, added; or per channel pair, multiplying
+    delta_param: str = "dense"  # a number per weight, added; per channel pair, multiplying; or low rank
+    delta_rank: int = 4  # r of the low-rank deltas A B (delta_param "lora")
     delta_source: str = "video"  # the predictor watching the video, or one learned constant
 
     def __post_init__(self):
         for name in ("image_size", "channels", "latent_dim", "num_frames", "predictor_filters",
-                     "predictor_blocks", "predictor_hidden", "predictor_stride"):
+                     "predictor_blocks", "predictor_hidden", "predictor_stride", "delta_rank"):
             check_positive(name, getattr(self, name), LIMITS[name])
         _widths("widths", self.widths)
         _widths("critic_widths", self.critic_widths)
@@ -120,6 +131,7 @@ class ModelConfig:
                 isinstance(t, str) and t for t in self.delta_targets):
             raise ValueError(f"delta_targets={self.delta_targets!r}: expected a non-empty tuple of "
                              "parameter names or glob patterns, e.g. ('decoder.out.*',)")
+        check_critic_pool(self.critic_pool)
         check_delta_mode(self.delta_mode)
         check_delta_param(self.delta_param)
         check_delta_source(self.delta_source)
@@ -276,7 +288,8 @@ class Config:
 SECTIONS = {"model": ModelConfig, "video": VideoConfig, "train": TrainConfig}
 # What fields added later meant before they existed (read from older checkpoints).
 LEGACY = {
-    "model": {"predictor_stride": 1, "delta_param": "dense", "delta_source": "video"},
+    "model": {"predictor_stride": 1, "delta_param": "dense", "delta_source": "video",
+              "critic_pool": "max", "delta_rank": 4},
     "train": {"recon_sigma": 0.5**0.5, "recon_through_generator": False, "ema_decay": 0.0,
               "adversarial_recon": False, "augment": ""},
 }

@@ -11,7 +11,13 @@ the parametrisation:
 * ``channel``: one number per (input, output) channel pair of a weight, shared by the
   taps of its kernel and multiplying it: delta = theta * prediction, that is
   theta * (1 + prediction) once added (HyperStyle's choice; 16x fewer numbers for 4x4
-  kernels). Biases stay additive, one number per channel either way.
+  kernels);
+* ``lora``: a low-rank product per weight, delta = A (B0 + B) with A (rows, r) and
+  B (r, columns) predicted, the weight seen as a matrix of its first dimension by the
+  rest (LoRA, Hu et al. 2021; HyperInverter's per-image factors). B0 is a fixed random
+  matrix: a zero prediction is then a zero delta (the predictor starts at zero) whose
+  gradient still reaches A, where A B alone would start at a saddle with none.
+  Biases stay additive, one number per channel, in every parametrisation.
 
 Decoding:
 
@@ -32,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
-from .config import DEFAULT_DELTA_TARGETS, check_delta_mode, check_delta_param
+from .config import DEFAULT_DELTA_TARGETS, check_delta_mode, check_delta_param, check_positive
 
 # Layers whose output is linear in their weights and add their bias: the per-sample
 # path below relies on that.
@@ -48,30 +54,33 @@ class WeightDeltas:
             ``vae.named_parameters()`` for the names.
         mode: ``"per_sample"`` (each image its own delta) or ``"batch_mean"`` (one
             delta, the mean over the batch, for every image).
-        param: the parametrisation, ``"dense"`` or ``"channel"`` (see above).
+        param: the parametrisation, ``"dense"``, ``"channel"`` or ``"lora"`` (see above).
+        rank: r of the ``lora`` factors (at most the weight matrix's smaller side).
 
     Attributes:
         names: the selected parameter names, in the model's order.
         shapes: name -> shape of its part of the prediction (the parameter's own for
-            dense, its first two dimensions for channel-wise weights).
+            dense, its first two dimensions for channel-wise weights, r x (rows +
+            columns) for low-rank ones: A and B flattened side by side).
         slices: name -> slice of the flat prediction that belongs to it.
         weight_update_size: total number of selected weights = the predictor's width
             (also as ``WEIGHT_UPDATE_SIZE``, the seed's name).
     """
 
     def __init__(self, vae: nn.Module, targets=DEFAULT_DELTA_TARGETS, mode: str = "per_sample",
-                 param: str = "dense"):
+                 param: str = "dense", rank: int = 4):
         if isinstance(targets, str):
             targets = (targets,)
         check_delta_mode(mode)
         check_delta_param(param)
+        check_positive("delta_rank", rank)
         params = dict(vae.named_parameters())
         unmatched = [t for t in targets if not fnmatch.filter(params, t)]
         if unmatched or not targets:
             raise ValueError(
                 f"delta_targets={tuple(targets)!r}: {unmatched or list(targets)} match no VAE "
                 f"parameter; available: {', '.join(params)}")
-        self.vae, self.mode, self.param = vae, mode, param
+        self.vae, self.mode, self.param, self.rank = vae, mode, param, rank
         self.names = [n for n in params if any(fnmatch.fnmatchcase(n, t) for t in targets)]
         if not all(n.startswith("decoder.") for n in self.names):
             outside = [n for n in self.names if not n.startswith("decoder.")]
@@ -86,6 +95,16 @@ class WeightDeltas:
                 raise ValueError(f"delta_targets={tuple(targets)!r}: {n} is not the weight or bias of a "
                                  f"{' / '.join(c.__name__ for c in LINEAR_IN_WEIGHTS)} layer (zero padding)")
         self.param_shapes = {n: tuple(params[n].shape) for n in self.names}
+        if param == "lora":
+            for n in self.names:
+                if n.endswith(".weight") and rank > min(self._matrix(n)):
+                    raise ValueError(f"delta_rank={rank}: {n} is a {'x'.join(map(str, self._matrix(n)))} "
+                                     f"matrix, so its rank is at most {min(self._matrix(n))}")
+            # B0: fixed, the same for every run (seeded by position), N(0, 1/r) so that
+            # A B0 has the size of A's entries whatever the rank.
+            g = torch.Generator().manual_seed(0)
+            self.lora_b0 = {n: torch.randn(rank, self._matrix(n)[1], generator=g) / rank**0.5
+                            for n in self.names if n.endswith(".weight")}
         self.shapes = {n: self._predicted_shape(n) for n in self.names}
         self.slices, start = {}, 0
         for n in self.names:
@@ -101,8 +120,19 @@ class WeightDeltas:
         """Whether the prediction for ``name`` scales theta (channel-wise weights)."""
         return self.param == "channel" and name.endswith(".weight")
 
+    def _low_rank(self, name: str) -> bool:
+        """Whether the prediction for ``name`` is a pair of factors A, B (lora weights)."""
+        return self.param == "lora" and name.endswith(".weight")
+
+    def _matrix(self, name: str) -> tuple[int, int]:
+        """A weight seen as a matrix: its first dimension by all the others."""
+        shape = self.param_shapes[name]
+        return shape[0], math.prod(shape[1:])
+
     def _predicted_shape(self, name: str) -> tuple[int, ...]:
         shape = self.param_shapes[name]
+        if self._low_rank(name):
+            return (self.rank, sum(self._matrix(name)))
         return shape[:2] if self._multiplies(name) else shape
 
     @property
@@ -114,6 +144,7 @@ class WeightDeltas:
         """One line per selected parameter: name, shape and size, then the total."""
         lines = [f"{n:<24} {'x'.join(map(str, self.shapes[n])):>12} = {self.slices[n].stop - self.slices[n].start}"
                  + ("  (x theta)" if self._multiplies(n) else "")
+                 + (f"  (A B, rank {self.rank})" if self._low_rank(n) else "")
                  for n in self.names]
         return "\n".join(lines + [f"WEIGHT_UPDATE_SIZE = {self.weight_update_size}"])
 
@@ -135,6 +166,11 @@ class WeightDeltas:
             if self._multiplies(n):  # theta * prediction, the prediction shared by a kernel's taps
                 extra = len(self.param_shapes[n]) - 2
                 parts[n] = params[n] * d.view(*d.shape, *([1] * extra))
+            elif self._low_rank(n):  # A (B0 + B): (B, rows, r) @ (B, r, columns)
+                rows, _ = self._matrix(n)
+                a = d[:, :, :rows].transpose(1, 2)
+                b = d[:, :, rows:] + self.lora_b0[n].to(d)
+                parts[n] = (a @ b).view(-1, *self.param_shapes[n])
         return parts
 
     def patched(self, delta: dict[str, torch.Tensor], scale: float = 1.0) -> dict[str, torch.Tensor]:

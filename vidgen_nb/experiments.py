@@ -67,6 +67,7 @@ ARMS = {
     "batch-mean": Arm("one delta per batch, the mean of the predictions", {"delta_mode": "batch_mean"}),
     "still-video": Arm("the predictor sees T copies of the image: does the motion matter?", STILL),
     "channel": Arm("per-channel deltas scaling theta instead of dense ones", {"delta_param": "channel"}),
+    "lora": Arm("low-rank deltas A B (rank 4) instead of dense ones", {"delta_param": "lora"}),
 }
 SETTINGS = ("preset", "steps", "swd_every", "data", "precision")  # what makes runs comparable
 

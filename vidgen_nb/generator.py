@@ -44,7 +44,7 @@ class Generator(nn.Module):
         super().__init__()
         self.config, self.vae, self.predictor = config, vae, predictor
         m = config.model
-        self.deltas = WeightDeltas(vae, m.delta_targets, m.delta_mode, m.delta_param)
+        self.deltas = WeightDeltas(vae, m.delta_targets, m.delta_mode, m.delta_param, m.delta_rank)
         if predictor is not None and predictor.output_size != self.deltas.weight_update_size:
             raise ValueError(f"predictor output_size={predictor.output_size}: expected "
                              f"WEIGHT_UPDATE_SIZE = {self.deltas.weight_update_size} for the "
@@ -55,7 +55,7 @@ class Generator(nn.Module):
         """A fresh predictor sized for the weights ``config`` selects in ``vae``
         (a ``ConstantDelta`` when ``delta_source`` is "constant")."""
         m = config.model
-        size = WeightDeltas(vae, m.delta_targets, param=m.delta_param).weight_update_size
+        size = WeightDeltas(vae, m.delta_targets, param=m.delta_param, rank=m.delta_rank).weight_update_size
         if m.delta_source == "constant":
             return ConstantDelta(size)
         return WeightPredictor3DCNN.from_config(config.model, size)

@@ -35,11 +35,12 @@ def he_init(layer: nn.Module, *, relu: bool = True) -> None:
             layer.bias.zero_()
 
 
-def _down_blocks(channels: int, widths: tuple[int, ...], act: type[nn.Module]) -> nn.Sequential:
-    """Conv2d(3x3) -> activation -> MaxPool2d(2) per width: each block halves H and W."""
+def _down_blocks(channels: int, widths: tuple[int, ...], act: type[nn.Module],
+                 pool: type[nn.Module] = nn.MaxPool2d) -> nn.Sequential:
+    """Conv2d(3x3) -> activation -> pool(2) per width: each block halves H and W."""
     layers, c_in = [], channels
     for w in widths:
-        layers += [nn.Conv2d(c_in, w, 3, padding=1), act(), nn.MaxPool2d(2)]
+        layers += [nn.Conv2d(c_in, w, 3, padding=1), act(), pool(2)]
         c_in = w
     return nn.Sequential(*layers)
 
@@ -121,13 +122,16 @@ class Discriminator(nn.Module):
 
     Blocks mirror the encoder's; LeakyReLU keeps a gradient for the gradient penalty
     everywhere; no sigmoid and no batch norm (it would couple the samples whose
-    gradients the penalty treats one at a time).
+    gradients the penalty treats one at a time). ``critic_pool`` "max" pools as the
+    encoder does (the seed's symmetry); "avg" averages, so the critic's gradient with
+    respect to an image reaches every pixel, not one in four per block.
     """
 
     def __init__(self, model_cfg: ModelConfig):
         super().__init__()
+        pool = nn.AvgPool2d if model_cfg.critic_pool == "avg" else nn.MaxPool2d
         self.features = _down_blocks(model_cfg.channels, model_cfg.critic_widths,
-                                     lambda: nn.LeakyReLU(0.2))
+                                     lambda: nn.LeakyReLU(0.2), pool)
         self.score = nn.Linear(model_cfg.critic_flat_size, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ from torchvision.utils import save_image
 
 from .checkpoint import CHECKPOINT, RUNS
 from .files import atomic_write, escape_unprintable_output
-from .config import PRESETS, Config
+from .config import DELTA_PARAMS, PRESETS, Config
 from .data import DatasetError
 from .device import PRECISIONS, pick_device
 from .media import save_gif
@@ -36,7 +36,7 @@ OPTIONS = {
     "delta_targets": "--targets", "delta_mode": "--delta-mode", "n_critic": "--n-critic",
     "use_predictor": "--no-predictor", "steps": "--steps", "seed": "--seed", "lr": "--lr",
     "device": "--device", "checkpoint_every": "--checkpoint-every", "delta_param": "--delta-param",
-    "delta_source": "--delta-source",
+    "delta_source": "--delta-source", "delta_rank": "--delta-rank",
     "ema_decay": "--ema-decay", "augment": "--augment", "recon_sigma": "--recon-sigma",
     "adversarial_recon": "--adversarial-recon", "recon_through_generator": "--recon-through",
 }
@@ -68,8 +68,10 @@ def build_parser() -> Parser:
                    help="VAE parameters the predictor adjusts (names or globs, e.g. 'decoder.out.*')")
     p.add_argument("--delta-mode", choices=("per_sample", "batch_mean"),
                    help="a delta per image (default) or the batch mean")
-    p.add_argument("--delta-param", choices=("dense", "channel"),
-                   help="a number per weight, added (dense), or per channel pair, scaling theta (channel)")
+    p.add_argument("--delta-param", choices=DELTA_PARAMS,
+                   help="a number per weight, added (dense); per channel pair, scaling theta "
+                        "(channel); or a low-rank product A B per weight matrix (lora)")
+    p.add_argument("--delta-rank", type=int, metavar="R", help="rank of the lora deltas (default 4)")
     p.add_argument("--delta-source", choices=("video", "constant"),
                    help="the predictor watching each image's video (default), or one learned "
                         "delta for every image (an ablation)")
@@ -109,7 +111,7 @@ def config_from_args(args) -> Config:
         "delta_mode": args.delta_mode, "n_critic": args.n_critic, "steps": args.steps,
         "seed": args.seed, "lr": args.lr, "use_predictor": False if args.no_predictor else None,
         "checkpoint_every": args.checkpoint_every, "delta_param": args.delta_param,
-        "delta_source": args.delta_source,
+        "delta_source": args.delta_source, "delta_rank": args.delta_rank,
         "ema_decay": args.ema_decay, "augment": args.augment, "recon_sigma": args.recon_sigma,
         "adversarial_recon": None if args.adversarial_recon is None else args.adversarial_recon == "on",
         "recon_through_generator": None if args.recon_through is None else args.recon_through == "generator",
