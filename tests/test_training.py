@@ -151,8 +151,10 @@ def test_cli_bad_option_in_a_real_process(tmp_path):
 
 
 def test_precision_bf16_on_cpu_trains_in_bfloat16(data):
-    fp32 = Trainer(tiny(), data=data, progress=False)
-    assert fp32.precision == "fp32"  # auto: float32 on a CPU
+    from vidgen_nb.device import cpu_has_bf16
+
+    auto = Trainer(tiny(), data=data, progress=False)
+    assert auto.precision == ("bf16" if cpu_has_bf16() else "fp32")  # auto: bf16 only where fast
     bf16 = Trainer(tiny(), data=data, progress=False, precision="bf16")
     seen = []
     hook = bf16.critic.score.register_forward_hook(lambda m, a, out: seen.append(out.dtype))
@@ -163,6 +165,21 @@ def test_precision_bf16_on_cpu_trains_in_bfloat16(data):
     assert all(p.dtype == torch.float32 for p in bf16.vae.parameters())  # weights stay float32
     with pytest.raises(ValueError, match=r"precision='fp16': expected one of \('auto', 'fp32', 'bf16'\)"):
         Trainer(tiny(), data=data, progress=False, precision="fp16")
+
+
+def test_auto_precision_is_bf16_on_cuda_and_on_cpus_with_bf16_instructions(tmp_path, monkeypatch):
+    from vidgen_nb import device as dev
+
+    plain, fast = tmp_path / "plain", tmp_path / "fast"
+    plain.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n\nprocessor\t: 1\n")
+    fast.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 avx512_vnni\n")
+    assert not dev.cpu_has_bf16(plain) and dev.cpu_has_bf16(fast)
+    assert not dev.cpu_has_bf16(tmp_path / "absent")  # not Linux: no flags to read
+    for has, expected in ((False, "fp32"), (True, "bf16")):
+        monkeypatch.setattr(dev, "cpu_has_bf16", lambda: has)
+        assert dev.resolve_precision("auto", torch.device("cpu")) == expected
+        assert dev.resolve_precision("auto", torch.device("cuda")) == "bf16"
+        assert dev.resolve_precision("fp32", torch.device("cpu")) == "fp32"
 
 
 LEVERS = dict(ema_decay=0.9, augment="color,translation,cutout", recon_sigma=0.0,

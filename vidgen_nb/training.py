@@ -116,7 +116,8 @@ class Trainer:
         progress: show a tqdm progress bar.
         precision: ``fp32``, ``bf16`` (autocast: matrix products and convolutions in
             bfloat16, on CUDA or on a CPU with bf16 instructions), or ``auto`` (bf16 on
-            CUDA, fp32 elsewhere). Not stored in checkpoints: it belongs to the machine.
+            CUDA and on CPUs with bf16 instructions, fp32 elsewhere). Not stored in
+            checkpoints: it belongs to the machine.
         callback: called as ``callback(trainer, metrics)`` every ``log_every`` steps.
         overwrite: replace the run ``out`` already holds; without it such a folder is
             refused (continue a run with ``Trainer.from_checkpoint``). While a trainer
