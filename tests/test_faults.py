@@ -275,6 +275,21 @@ def test_a_good_checkpoint_still_loads_and_its_folder_says_so(good_checkpoint, t
         load_checkpoint(tmp_path)
 
 
+def test_a_checkpoint_from_before_the_newest_fields_still_resumes(good_checkpoint, tmp_path, data):
+    import copy
+
+    from vidgen_nb.config import LEGACY
+
+    old = copy.deepcopy(good_checkpoint)
+    for section, fields in LEGACY.items():
+        for name in fields:
+            old["config"][section].pop(name, None)  # as written before the field existed
+    torch.save(old, tmp_path / "old.pt")
+    trainer = Trainer.from_checkpoint(tmp_path / "old.pt", data=data, progress=False)
+    assert trainer.step == 1 and trainer.config.model.critic_pool == "max"
+    trainer.train(1)
+
+
 # ---------------------------------------------------------------- sizes memory cannot hold
 
 @pytest.mark.parametrize("args, words", [

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from .config import Config
+from .config import LEGACY, Config
 from .files import atomic_write
 
 CHECKPOINT = "checkpoint.pt"  # the file name inside a run folder
@@ -178,8 +178,10 @@ def stored_config(state: dict, path: str | os.PathLike) -> Config:
 
 
 def check_same_model(config: Config, state: dict) -> None:
-    """Refuse a checkpoint whose model sizes differ from ``config``'s, naming each one."""
-    ours, theirs = config.to_dict()["model"], state["config"]["model"]
+    """Refuse a checkpoint whose model sizes differ from ``config``'s, naming each one.
+
+    Fields added after the checkpoint was written count as their ``LEGACY`` values."""
+    ours, theirs = config.to_dict()["model"], {**LEGACY["model"], **state["config"]["model"]}
     differ = [f"{k}: checkpoint {theirs.get(k)!r}, this run {v!r}" for k, v in ours.items()
               if _plain(theirs.get(k)) != _plain(v)]
     if differ:
