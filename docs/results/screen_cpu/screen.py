@@ -9,8 +9,8 @@ stopped at its time limit, so a few runs of the first are missing):
     python docs/results/screen_cpu/screen.py OUT 1200 12 first
     python docs/results/screen_cpu/screen.py OUT 1200 11 second
 
-On today's preset ``adversarial_recon`` is already on: pass
-``adversarial_recon=False`` in an arm to get the old starting point back.
+``OLD`` holds what today's preset changed since (``adversarial_recon`` on, learning
+rate 2e-3, gp_weight 5), so the arms start where they started then.
 """
 import os
 import sys
@@ -19,7 +19,8 @@ from pathlib import Path
 from vidgen_nb import experiments as ex
 
 DEEP = ("decoder.up.*", "decoder.out.*")
-OLD = {"adversarial_recon": False, "sample_every": 400, "checkpoint_every": 400}  # the preset then
+OLD = {"adversarial_recon": False, "lr": 5e-4, "gp_weight": 10.0,  # the preset then
+       "sample_every": 400, "checkpoint_every": 400}
 BATCHES = {
     "first": {
         "base": {},
