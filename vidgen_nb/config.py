@@ -36,8 +36,8 @@ def fast_mode() -> bool:
 # machine's memory before a single step: a mistyped or crafted size is refused by name.
 LIMITS = {"image_size": 1024, "channels": 16, "latent_dim": 16384, "num_frames": 512,
           "predictor_filters": 4096, "predictor_blocks": 8, "predictor_hidden": 16384,
-          "predictor_stride": 8, "delta_rank": 4096, "widths": 4096, "critic_widths": 4096, "batch_size": 4096,
-          "swd_images": 100_000}
+          "predictor_stride": 8, "delta_rank": 4096, "widths": 4096, "critic_widths": 4096,
+          "batch_size": 4096, "swd_images": 100_000}
 
 
 def check_positive(name: str, value, upper: int | None = None) -> None:

@@ -100,8 +100,9 @@ class WeightDeltas:
                 if n.endswith(".weight") and rank > min(self._matrix(n)):
                     raise ValueError(f"delta_rank={rank}: {n} is a {'x'.join(map(str, self._matrix(n)))} "
                                      f"matrix, so its rank is at most {min(self._matrix(n))}")
-            # B0: fixed, the same for every run (seeded by position), N(0, 1/r) so that
-            # A B0 has the size of A's entries whatever the rank.
+            # B0: fixed and the same in every run (one generator seeded 0, drawn in the
+            # order of the names), N(0, 1/r) so that A B0 has the size of A's entries
+            # whatever the rank.
             g = torch.Generator().manual_seed(0)
             self.lora_b0 = {n: torch.randn(rank, self._matrix(n)[1], generator=g) / rank**0.5
                             for n in self.names if n.endswith(".weight")}

@@ -82,10 +82,11 @@ def delta_figures(generator: Generator, z: torch.Tensor, real: torch.Tensor, *,
     figures = {"swd": swd(x.float().cpu(), real)}
     if delta is None:
         return figures
+    delta = delta.float()
+    with_mean = generator.deltas.decode(z, delta, mode="batch_mean")  # the mean weight change
     # The spread of the weight changes themselves (for dense deltas, the predictions;
     # for channel and lora ones, what the predictions make of theta or of A and B).
-    with_mean = generator.deltas.decode(z, delta, mode="batch_mean")  # the mean weight change
-    delta = torch.cat([d.flatten(1) for d in generator.deltas.split(delta.float()).values()], 1)
+    delta = torch.cat([d.flatten(1) for d in generator.deltas.split(delta).values()], 1)
     mean = delta.mean(0, keepdim=True)
     base = generator.vae.decode(z)
     return {
