@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vidgen_nb.metrics import laplacian_pyramid, swd
+from vidgen_nb.metrics import laplacian_pyramid, swd, swd_levels
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +33,14 @@ def test_symmetric_and_deterministic(images):
     assert swd(images, other, seed=3) == swd(other, images, seed=3)
     assert swd(images, other, seed=3) == swd(images, other, seed=3)
     assert swd(images, other, seed=3) != swd(images, other, seed=4)
+
+
+def test_levels_say_where_the_distance_is(images):
+    blurred = F.avg_pool2d(F.pad(images, (1, 1, 1, 1), mode="reflect"), 3, stride=1)
+    fine, coarse = swd_levels(images, blurred)  # 32 px: one band-pass level, then 16 px
+    assert fine > 5 * coarse  # a blur takes away detail, not the shrunk picture
+    assert swd(images, blurred) == pytest.approx((fine + coarse) / 2, rel=1e-6)
+    assert len(swd_levels(images, blurred, min_size=4)) == 4  # 32, 16, 8 px bands, then 4 px
 
 
 def test_sees_a_change_of_colour(images):

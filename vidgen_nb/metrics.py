@@ -55,10 +55,16 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, *, projections: int = 2
     return (pa - pb).abs().mean()
 
 
+def swd(a: torch.Tensor, b: torch.Tensor, **options) -> float:
+    """Multi-scale sliced Wasserstein distance between two image sets: the mean over
+    pyramid levels of ``swd_levels`` (which takes the same options)."""
+    return torch.tensor(swd_levels(a, b, **options)).mean().item()  # float32, as each level
+
+
 @torch.no_grad()
-def swd(a: torch.Tensor, b: torch.Tensor, *, patches_per_image: int = 64, patch_size: int = 7,
-        projections: int = 256, min_size: int = 16, seed: int = 0) -> float:
-    """Multi-scale sliced Wasserstein distance between two image sets.
+def swd_levels(a: torch.Tensor, b: torch.Tensor, *, patches_per_image: int = 64, patch_size: int = 7,
+               projections: int = 256, min_size: int = 16, seed: int = 0) -> list[float]:
+    """Sliced Wasserstein distance between two image sets at each pyramid level.
 
     Args:
         a, b: images (N, C, H, W) in [0, 1], of the same size; the larger set is cut to
@@ -68,8 +74,9 @@ def swd(a: torch.Tensor, b: torch.Tensor, *, patches_per_image: int = 64, patch_
             deterministic and symmetric in a and b.
 
     Returns:
-        The mean over pyramid levels of the SWD of the patch descriptors, each level's
-        descriptors normalised per channel by the statistics of both sets together.
+        The SWD of the patch descriptors at each level, finest (the sharpest detail)
+        first, coarsest (the images shrunk) last; each level's descriptors normalised
+        per channel by the statistics of both sets together.
     """
     if a.shape[1:] != b.shape[1:] or a.dim() != 4:
         raise ValueError(f"image sets of shapes {tuple(a.shape)} and {tuple(b.shape)}: "
@@ -95,4 +102,4 @@ def swd(a: torch.Tensor, b: torch.Tensor, *, patches_per_image: int = 64, patch_
         da = ((da.view(len(da), -1, mean.numel()) - mean) / std).flatten(1)
         db = ((db.view(len(db), -1, mean.numel()) - mean) / std).flatten(1)
         distances.append(sliced_wasserstein(da, db, projections=projections, generator=g))
-    return torch.stack(distances).mean().item()
+    return torch.stack(distances).tolist()
