@@ -49,28 +49,10 @@ def check_positive(name: str, value, upper: int | None = None) -> None:
         raise ValueError(f"{name}={value!r}: expected at most {upper}")
 
 
-def check_delta_mode(mode) -> None:
-    """Raise ``ValueError`` unless ``mode`` is one of ``DELTA_MODES``."""
-    if mode not in DELTA_MODES:
-        raise ValueError(f"delta_mode={mode!r}: expected one of {DELTA_MODES}")
-
-
-def check_delta_param(param) -> None:
-    """Raise ``ValueError`` unless ``param`` is one of ``DELTA_PARAMS``."""
-    if param not in DELTA_PARAMS:
-        raise ValueError(f"delta_param={param!r}: expected one of {DELTA_PARAMS}")
-
-
-def check_delta_source(source) -> None:
-    """Raise ``ValueError`` unless ``source`` is one of ``DELTA_SOURCES``."""
-    if source not in DELTA_SOURCES:
-        raise ValueError(f"delta_source={source!r}: expected one of {DELTA_SOURCES}")
-
-
-def check_critic_pool(pool) -> None:
-    """Raise ``ValueError`` unless ``pool`` is one of ``CRITIC_POOLS``."""
-    if pool not in CRITIC_POOLS:
-        raise ValueError(f"critic_pool={pool!r}: expected one of {CRITIC_POOLS}")
+def check_one_of(name: str, value, choices: tuple) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name}={value!r}: expected one of {choices}")
 
 
 def check_augment(policy) -> tuple[str, ...]:
@@ -131,10 +113,9 @@ class ModelConfig:
                 isinstance(t, str) and t for t in self.delta_targets):
             raise ValueError(f"delta_targets={self.delta_targets!r}: expected a non-empty tuple of "
                              "parameter names or glob patterns, e.g. ('decoder.out.*',)")
-        check_critic_pool(self.critic_pool)
-        check_delta_mode(self.delta_mode)
-        check_delta_param(self.delta_param)
-        check_delta_source(self.delta_source)
+        for name, choices in (("critic_pool", CRITIC_POOLS), ("delta_mode", DELTA_MODES),
+                              ("delta_param", DELTA_PARAMS), ("delta_source", DELTA_SOURCES)):
+            check_one_of(name, getattr(self, name), choices)
 
     @property
     def bottom_size(self) -> int:

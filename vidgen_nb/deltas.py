@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
-from .config import DEFAULT_DELTA_TARGETS, check_delta_mode, check_delta_param, check_positive
+from .config import DEFAULT_DELTA_TARGETS, DELTA_MODES, DELTA_PARAMS, check_one_of, check_positive
 
 # Layers whose output is linear in their weights and add their bias: the per-sample
 # path below relies on that.
@@ -71,8 +71,8 @@ class WeightDeltas:
                  param: str = "dense", rank: int = 4):
         if isinstance(targets, str):
             targets = (targets,)
-        check_delta_mode(mode)
-        check_delta_param(param)
+        check_one_of("delta_mode", mode, DELTA_MODES)
+        check_one_of("delta_param", param, DELTA_PARAMS)
         check_positive("delta_rank", rank)
         params = dict(vae.named_parameters())
         unmatched = [t for t in targets if not fnmatch.filter(params, t)]
@@ -198,7 +198,7 @@ class WeightDeltas:
             images (B, C, H, W) in [0, 1].
         """
         mode = mode or self.mode
-        check_delta_mode(mode)
+        check_one_of("delta_mode", mode, DELTA_MODES)
         if features is not None and not self.output_layer_only:
             raise ValueError(f"features given, but the targets {self.names} reach beyond decoder.out")
         x, kwargs = (z, {}) if features is None else (features, {"from_features": True})

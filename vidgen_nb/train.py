@@ -22,7 +22,7 @@ from torchvision.utils import save_image
 
 from .checkpoint import CHECKPOINT, RUNS
 from .files import atomic_write, escape_unprintable_output
-from .config import DELTA_PARAMS, PRESETS, Config
+from .config import DELTA_MODES, DELTA_PARAMS, DELTA_SOURCES, PRESETS, Config
 from .data import DatasetError
 from .device import PRECISIONS, pick_device
 from .media import save_gif
@@ -66,13 +66,13 @@ def build_parser() -> Parser:
     p.add_argument("--frames", type=int, help="frames T of the synthetic video")
     p.add_argument("--targets", nargs="+", metavar="PATTERN",
                    help="VAE parameters the predictor adjusts (names or globs, e.g. 'decoder.out.*')")
-    p.add_argument("--delta-mode", choices=("per_sample", "batch_mean"),
+    p.add_argument("--delta-mode", choices=DELTA_MODES,
                    help="a delta per image (default) or the batch mean")
     p.add_argument("--delta-param", choices=DELTA_PARAMS,
                    help="a number per weight, added (dense); per channel pair, scaling theta "
                         "(channel); or a low-rank product A B per weight matrix (lora)")
     p.add_argument("--delta-rank", type=int, metavar="R", help="rank of the lora deltas (default 4)")
-    p.add_argument("--delta-source", choices=("video", "constant"),
+    p.add_argument("--delta-source", choices=DELTA_SOURCES,
                    help="the predictor watching each image's video (default), or one learned "
                         "delta for every image (an ablation)")
     p.add_argument("--ema-decay", type=float,
