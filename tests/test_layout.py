@@ -10,7 +10,7 @@ FLOORS = [
     ["config", "files"],
     ["data.images", "data.shapes"], ["data.scan"], ["data.loading"], ["data"], ["data.__main__"],
     ["models"], ["deltas"], ["video"], ["checkpoint"], ["generator"],
-    ["losses", "metrics", "augment"], ["evaluation"], ["device"], ["training"],
+    ["losses", "metrics", "augment"], ["evaluation", "judge"], ["device"], ["training"],
     ["plots", "media"], ["generated_video"],
     ["widgets", "notebook"], ["train", "render"], ["experiments"], ["reference"], ["bench"],
 ]

@@ -442,7 +442,8 @@ def _commit() -> str | None:
 
 # ---------------------------------------------------------------------- statistics
 
-FIGURES = ("swd", "recon_rms", "kl_per_dim", "delta_spread", "train_seconds", "images_per_s")
+FIGURES = ("swd", "shapes_named", "recon_rms", "kl_per_dim", "delta_spread", "train_seconds",
+           "images_per_s")
 
 
 def mean_sd(values) -> tuple[float, float]:
@@ -485,9 +486,9 @@ def _pm(entry: dict | None, digits: int = 4) -> str:
 
 def markdown_table(summary: dict) -> str:
     """The study as a Markdown table: mean ± sd over seeds, per-seed SWD, paired difference."""
-    rows = ["| arm | SWD (mean ± sd) | SWD per seed | SWD − full, paired | recon RMS | "
+    rows = ["| arm | SWD (mean ± sd) | SWD per seed | SWD − full, paired | shapes named | recon RMS | "
             "delta spread | mean-delta cost | train s | images/s |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for arm, t in summary["arms"].items():
         per_seed = ", ".join(f"{v:.4f}" for v in t.get("swd", {}).get("per_seed", []))
         rows.append(f"| {arm} | {_pm(t.get('swd'))} | {per_seed} | {_pm(t.get('swd_minus_full'))} | "

@@ -23,7 +23,7 @@ from torchvision.utils import save_image
 from .checkpoint import CHECKPOINT, RUNS
 from .files import atomic_write, escape_unprintable_output
 from .config import DELTA_MODES, DELTA_PARAMS, DELTA_SOURCES, PRESETS, Config
-from .data import DatasetError
+from .data import CLASSES, DatasetError
 from .device import PRECISIONS, pick_device
 from .media import save_gif
 from .plots import plot_losses
@@ -260,6 +260,10 @@ def summary(f: dict) -> str:
              f"(x{f['swd'] / f['swd_floor']:.1f})",
              f"  VAE: reconstructions RMS {f['recon_rms']:.3f} per value, SWD {f['recon_swd']:.4f}; "
              f"KL {f['kl_per_dim']:.3f} nats per dimension, {f['active_dims']} dimensions active"]
+    if "shapes_named" in f:
+        counts = ", ".join(f"{c} {k}" for c, k in zip(CLASSES, f["shape_counts"]))
+        lines.append(f"  shapes: the judge names a shape in {f['shapes_named']:.0%} of the samples "
+                     f"({counts}) and in {f['shapes_named_real']:.0%} of real images")
     if "delta_spread" in f:
         lines.append(
             f"  deltas: spread {f['delta_spread']:.3f} (mean ||delta_i - mean|| / ||mean||), "

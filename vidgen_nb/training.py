@@ -47,6 +47,7 @@ from .data import ResumableBatchSampler, check_batch_size, endless_batches, load
 from .device import any_process, autocast, check_fits, init_distributed, replicas_agree, resolve_precision
 from .files import atomic_write, lock_folder, remove_stale_writes
 from .evaluation import delta_figures, generate_fixed, real_floor, reconstruct, vae_figures
+from .judge import judge_shapes, load_judge
 from .generator import Generator
 from .losses import critic_loss, generator_adversarial_loss, vae_loss
 from .metrics import swd
@@ -184,6 +185,8 @@ class Trainer:
             self._generator_pass = DDP(self._generator_pass, device_ids=ids)
             self._critic_net = DDP(self.critic, device_ids=ids)
 
+        # The shape judge knows the built-in classes only: runs on other data go unjudged.
+        self.judge = load_judge(m.image_size) if data is None else None
         self.dataset = load_dataset(data, image_size=m.image_size, in_memory=t.in_memory,
                                     num_workers=t.num_workers, skip_bad=skip_bad, verbose=verbose)
         check_batch_size(self.dataset, config.batch_size, self.world_size)
@@ -417,6 +420,9 @@ class Trainer:
 
         The SWD figures compare ``swd_images`` generated images (the fixed noise vectors)
         with as many real ones; ``swd_floor`` compares two disjoint halves of the data.
+        On the built-in data, with a judge for the image size (``judge.py``), the shape
+        figures too: ``shapes_named`` and ``shape_counts`` of the same generated images,
+        ``shapes_named_real`` of the real ones.
         """
         n = min(self.config.train.swd_images, len(self.dataset))
         real = self.real_images(len(self.dataset) if len(self.dataset) < 2 * n else 2 * n)
@@ -425,6 +431,9 @@ class Trainer:
             figures.update(vae_figures(self.generator_ema, real[:n].to(self.device),
                                        through_generator=self.config.train.recon_through_generator,
                                        seed=self.config.seed))
+        if self.judge is not None:
+            figures.update(judge_shapes(self.judge, self.samples(n)))
+            figures["shapes_named_real"] = judge_shapes(self.judge, real[:n])["shapes_named"]
         figures["swd_floor"] = real_floor(real)
         record = {"step": self.step, **figures}
         self.log(record)

@@ -1,0 +1,227 @@
+"""A judge of shapes: how many generated images show a shape one can name.
+
+SWD compares small patches, so a generator can lower it with the right colours and soft
+blobs alone (README, Training). The judge asks what a person asks of a sample grid: is
+that a circle, a square, a triangle or a star? A small CNN learns the question from
+freshly drawn built-in images (a seed of its own, never the training set's) and from as
+many that show no nameable shape: backgrounds alone, and shape images blurred until the
+outline is gone, which is what a generator's soft blobs look like. Its figures:
+
+* ``shapes_named``: the share of images it names a shape with probability >= 0.9;
+* ``shape_counts``: how many of those it names circle, square, triangle, star;
+* ``shapes_named_real``: the same share for real images, the most a generator can
+  expect (as ``swd_floor`` is for SWD).
+
+The judge is a measuring instrument, not part of the seed's model, so it uses what
+classifies best (BatchNorm, two convolutions per block). Judges for 16 and 32 px ship
+with the kit (``vidgen_nb/data/judge-*px.pt``, written by ``python -m vidgen_nb.judge``
+in about two minutes on a 2-core CPU); for another size, the same command trains one
+into the cache folder, and a run measures shapes whenever a judge for its size exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFilter
+from torch import nn
+
+from .data.loading import image_transform
+from .data.shapes import BUILTIN_VERSION, CLASSES, _background, cache_dir, render_shape
+from .files import atomic_write
+
+JUDGE_VERSION = 1  # bump when the judge or its training changes; old files are then not used
+NONE = "no shape"  # the fifth label: backgrounds alone and blurred shapes
+LABELS = (*CLASSES, NONE)
+CONFIDENT = 0.9  # the probability at which a shape counts as named
+DRAW_SIZE = 128  # the built-in files' size: images are drawn at it and resized as the loader does
+BLUR = 0.07  # the blurred negatives' Gaussian radius, as a fraction of the image side
+SEED = 7_777  # drawing and training seed (the built-in dataset draws with seeds 0 to 3)
+SHIPPED = Path(__file__).parent / "data"
+
+
+class ShapeJudge(nn.Module):
+    """Blocks of two Conv2d/BatchNorm2d/ReLU and a MaxPool2d, global average pooling,
+    then a Linear to the five ``LABELS``."""
+
+    def __init__(self, image_size: int, widths: tuple[int, ...] = (16, 32, 64)):
+        super().__init__()
+        self.image_size = image_size
+        layers, c_in = [], 3
+        for w in widths:
+            for _ in range(2):
+                layers += [nn.Conv2d(c_in, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU()]
+                c_in = w
+            layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+        self.classify = nn.Linear(c_in, len(LABELS))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, H, W) in [0, 1] -> logits (B, 5) over ``LABELS``."""
+        return self.classify(self.features(x * 2 - 1).mean((2, 3)))
+
+
+def _mottle(img: Image.Image, rng: random.Random) -> Image.Image:
+    """Half the time, add blocks of coloured noise (1, 2 or 4 px at 32 px), as a
+    generator's texture: on shapes and non-shapes alike, so noise itself names nothing."""
+    if rng.random() < 0.5:
+        return img
+    cells = rng.choice((32, 16, 8))
+    noise = np.random.default_rng(rng.getrandbits(32)).normal(0, rng.uniform(5, 30), (cells, cells, 3))
+    noise = np.kron(noise, np.ones((DRAW_SIZE // cells, DRAW_SIZE // cells, 1)))
+    return Image.fromarray(np.clip(np.asarray(img, np.float32) + noise, 0, 255).astype(np.uint8))
+
+
+def _blob(rng: random.Random) -> Image.Image:
+    """A filled polygon of 5 to 9 corners at random radii (no built-in shape), from a
+    speck to the dataset's largest size, drawn as ``render_shape`` draws."""
+    big = 2 * DRAW_SIZE
+    img = Image.fromarray(_background(rng, big))
+    r = rng.uniform(0.04, 0.32) * big
+    cx, cy = (rng.uniform(r, big - r) for _ in range(2))
+    n, rot = rng.randint(5, 9), rng.uniform(0, 2 * math.pi)
+    points = [(cx + rng.uniform(0.4, 1) * r * math.cos(rot + 2 * math.pi * k / n),
+               cy + rng.uniform(0.4, 1) * r * math.sin(rot + 2 * math.pi * k / n)) for k in range(n)]
+    fill = tuple(rng.randint(0, 255) for _ in range(3))
+    ImageDraw.Draw(img).polygon(points, fill=fill, outline=tuple(255 - c for c in fill),
+                                width=rng.randint(0, 6))
+    return img.resize((DRAW_SIZE, DRAW_SIZE), Image.Resampling.LANCZOS)
+
+
+def _no_shape(i: int, rng: random.Random) -> Image.Image:
+    """An image with nothing one could name, in turn: a background alone, a blurred
+    shape, a shape pixelated to a few blocks, a few colours smoothly blended, and an
+    irregular polygon (``_blob``)."""
+    kind, shape = i % 5, CLASSES[i // 5 % len(CLASSES)]
+    if kind == 0:
+        return Image.fromarray(_background(rng, 2 * DRAW_SIZE)).resize(
+            (DRAW_SIZE, DRAW_SIZE), Image.Resampling.LANCZOS)
+    if kind == 1:
+        radius = rng.uniform(BLUR, 2 * BLUR) * DRAW_SIZE
+        return render_shape(shape, rng, DRAW_SIZE).filter(ImageFilter.GaussianBlur(radius))
+    if kind == 2:
+        blocks = rng.randint(3, 6)
+        return render_shape(shape, rng, DRAW_SIZE).resize((blocks, blocks), Image.Resampling.BOX) \
+            .resize((DRAW_SIZE, DRAW_SIZE), Image.Resampling.NEAREST)
+    if kind == 3:
+        cells = rng.randint(2, 5)
+        colours = np.array([[[rng.randint(0, 255) for _ in range(3)] for _ in range(cells)]
+                            for _ in range(cells)], np.uint8)
+        return Image.fromarray(colours).resize((DRAW_SIZE, DRAW_SIZE), Image.Resampling.BICUBIC)
+    return _blob(rng)
+
+
+def draw_labelled(per_class: int, image_size: int, seed: int = SEED) -> tuple[torch.Tensor, torch.Tensor]:
+    """``per_class`` images of each shape, twice as many of "no shape", as the loader
+    gives them, and their labels.
+
+    Shapes come from the built-in dataset's own ``render_shape``; "no shape" images from
+    ``_no_shape``; any of them may carry noise (``_mottle``).
+    """
+    rng, transform = random.Random(seed), image_transform(image_size)
+    images, labels = [], []
+    for label, kind in enumerate(LABELS):
+        for i in range(per_class * (2 if kind == NONE else 1)):  # "no shape" has five kinds
+            img = render_shape(kind, rng, DRAW_SIZE) if kind != NONE else _no_shape(i, rng)
+            images.append(transform(_mottle(img, rng)))
+            labels.append(label)
+    return torch.stack(images), torch.tensor(labels)
+
+
+def train_judge(image_size: int, *, per_class: int = 600, epochs: int = 12, seed: int = SEED,
+                progress: bool = False) -> ShapeJudge:
+    """Draw a labelled set and fit a ``ShapeJudge`` to it (one-cycle Adam, mirrored copies)."""
+    x, y = draw_labelled(per_class, image_size, seed)
+    torch.manual_seed(seed)
+    judge = ShapeJudge(image_size)
+    batches = (len(x) + 63) // 64
+    opt = torch.optim.Adam(judge.parameters(), lr=2e-3)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, 2e-3, total_steps=epochs * batches)
+    g = torch.Generator().manual_seed(seed)
+    for epoch in range(epochs):
+        for idx in torch.randperm(len(x), generator=g).split(64):
+            flip = torch.rand(len(idx), generator=g) < 0.5  # a mirrored shape keeps its name
+            batch = torch.where(flip[:, None, None, None], x[idx].flip(3), x[idx])
+            loss = F.cross_entropy(judge(batch), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            schedule.step()
+        if progress:
+            print(f"  epoch {epoch + 1}/{epochs}: loss {loss.item():.4f}", flush=True)
+    return judge.eval().requires_grad_(False)
+
+
+def judge_path(image_size: int, folder: Path | None = None) -> Path:
+    """Where the judge for ``image_size`` is kept: in ``folder``, by default the cache."""
+    name = f"judge-{image_size}px.pt"
+    return (cache_dir() / f"judge-v{JUDGE_VERSION}-data{BUILTIN_VERSION}" if folder is None else folder) / name
+
+
+def save_judge(judge: ShapeJudge, path: Path) -> None:
+    """Write a judge with the versions it was made under (read back by ``load_judge``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as tmp:
+        torch.save({"judge_version": JUDGE_VERSION, "data_version": BUILTIN_VERSION,
+                    "image_size": judge.image_size, "state": judge.state_dict()}, tmp)
+
+
+def load_judge(image_size: int) -> ShapeJudge | None:
+    """The judge for ``image_size``: the one shipped with the kit, else one trained into
+    the cache folder, else None. A file of other versions is passed over."""
+    for path in (judge_path(image_size, SHIPPED), judge_path(image_size)):
+        try:
+            stored = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            continue
+        if (stored["judge_version"], stored["data_version"], stored["image_size"]) \
+                == (JUDGE_VERSION, BUILTIN_VERSION, image_size):
+            judge = ShapeJudge(image_size)
+            judge.load_state_dict(stored["state"])
+            return judge.eval().requires_grad_(False)
+    return None
+
+
+@torch.no_grad()
+def judge_shapes(judge: ShapeJudge, images: torch.Tensor) -> dict:
+    """``shapes_named`` (a share in [0, 1]) and ``shape_counts`` (a list over ``CLASSES``)."""
+    if tuple(images.shape[-2:]) != (judge.image_size, judge.image_size):
+        raise ValueError(f"images of {tuple(images.shape[-2:])} px: this judge was trained at "
+                         f"{judge.image_size} x {judge.image_size}")
+    p = torch.cat([judge(x).softmax(1) for x in images.float().cpu().split(256)])
+    best, label = p.max(1)
+    named = (best >= CONFIDENT) & (label < len(CLASSES))
+    counts = np.bincount(label[named].numpy(), minlength=len(LABELS))[:len(CLASSES)]
+    return {"shapes_named": named.float().mean().item(), "shape_counts": counts.tolist()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m vidgen_nb.judge",
+        description="Train the shape judge for an image size and report how well it names "
+                    "fresh real images and blurred ones.")
+    parser.add_argument("--size", type=int, default=32, help="image size in pixels (default 32)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder to write judge-<size>px.pt into (default: the cache folder)")
+    args = parser.parse_args(argv)
+    if not 8 <= args.size <= 256:
+        parser.error(f"--size {args.size}: expected a size from 8 to 256 pixels")
+    judge = train_judge(args.size, progress=True)
+    x, y = draw_labelled(100, args.size, seed=SEED + 1)  # images it never saw
+    for label, kind in enumerate(LABELS):
+        print(f"  fresh {kind}: {judge_shapes(judge, x[y == label])}")
+    path = judge_path(args.size, args.out)
+    save_judge(judge, path)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
