@@ -42,7 +42,9 @@ NONE = "no shape"  # the fifth label: backgrounds alone and blurred shapes
 LABELS = (*CLASSES, NONE)
 CONFIDENT = 0.9  # the probability at which a shape counts as named
 DRAW_SIZE = 128  # the built-in files' size: images are drawn at it and resized as the loader does
-BLUR = 0.07  # the blurred negatives' Gaussian radius, as a fraction of the image side
+# Gaussian blur radii, as fractions of the image side: a shape blurred up to SOFT (1 px
+# at 32 px) is still one a person names; from BLUR (2.2 px) on, its outline is gone.
+SOFT, BLUR = 0.03, 0.07
 SEED = 7_777  # drawing and training seed (the built-in dataset draws with seeds 0 to 3)
 SHIPPED = Path(__file__).parent / "data"
 
@@ -51,7 +53,7 @@ class ShapeJudge(nn.Module):
     """Blocks of two Conv2d/BatchNorm2d/ReLU and a MaxPool2d, global average pooling,
     then a Linear to the five ``LABELS``."""
 
-    def __init__(self, image_size: int, widths: tuple[int, ...] = (16, 32, 64)):
+    def __init__(self, image_size: int, widths: tuple[int, ...] = (32, 64, 128)):
         super().__init__()
         self.image_size = image_size
         layers, c_in = [], 3
@@ -122,20 +124,26 @@ def draw_labelled(per_class: int, image_size: int, seed: int = SEED) -> tuple[to
     """``per_class`` images of each shape, twice as many of "no shape", as the loader
     gives them, and their labels.
 
-    Shapes come from the built-in dataset's own ``render_shape``; "no shape" images from
-    ``_no_shape``; any of them may carry noise (``_mottle``).
+    Shapes come from the built-in dataset's own ``render_shape``, every other one
+    softened by a blur of up to ``SOFT``; "no shape" images from ``_no_shape``; any of
+    them may carry noise (``_mottle``).
     """
     rng, transform = random.Random(seed), image_transform(image_size)
     images, labels = [], []
     for label, kind in enumerate(LABELS):
         for i in range(per_class * (2 if kind == NONE else 1)):  # "no shape" has five kinds
-            img = render_shape(kind, rng, DRAW_SIZE) if kind != NONE else _no_shape(i, rng)
+            if kind == NONE:
+                img = _no_shape(i, rng)
+            else:
+                img = render_shape(kind, rng, DRAW_SIZE)
+                if i % 2:  # a softened outline keeps its name
+                    img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0, SOFT) * DRAW_SIZE))
             images.append(transform(_mottle(img, rng)))
             labels.append(label)
     return torch.stack(images), torch.tensor(labels)
 
 
-def train_judge(image_size: int, *, per_class: int = 600, epochs: int = 12, seed: int = SEED,
+def train_judge(image_size: int, *, per_class: int = 600, epochs: int = 15, seed: int = SEED,
                 progress: bool = False) -> ShapeJudge:
     """Draw a labelled set and fit a ``ShapeJudge`` to it (one-cycle Adam, mirrored copies)."""
     x, y = draw_labelled(per_class, image_size, seed)

@@ -1,0 +1,60 @@
+"""Long runs: do shapes come with more steps? (README, Training)
+
+Four runs of the cpu preset (two seeds; wider layers; 1,000 images per class) trained
+for as long as the time allows, one process each, on an NVIDIA H200 (bf16 autocast);
+every 1,000 steps ``Trainer.evaluate`` (SWD, the shape judge, the VAE's and the deltas'
+figures) is appended to OUT/<arm>_<seed>.json and the sample grid rewritten:
+
+    RUNS_DIR=/tmp/long_runs timeout 330 python docs/results/screen_shapes/long.py OUT
+"""
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+from concurrent import futures
+from pathlib import Path
+
+from screen import ARMS, KEEP
+
+RUNS = [("base", 0), ("base", 1), ("w64", 0), ("data4k", 0)]
+STEPS, EVERY = 10_000, 1000
+
+
+def work(arm: str, seed: int, out: str, big: str) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    from vidgen_nb.config import Config
+    from vidgen_nb.judge import judge_shapes, load_judge
+    from vidgen_nb.training import Trainer
+
+    cfg = Config.preset("cpu", **ARMS[arm], seed=seed, steps=STEPS, sample_every=STEPS,
+                        checkpoint_every=STEPS)
+    trainer = Trainer(cfg, data=big if arm == "data4k" else None, overwrite=True,
+                      out=Path(os.environ.get("RUNS_DIR", out)) / f"{arm}_{seed}",
+                      device=os.environ.get("DEV", "cuda"), progress=False)
+    points, seconds = [], 0.0
+    while trainer.step < STEPS:
+        tick = time.perf_counter()
+        trainer.train(EVERY)
+        seconds += time.perf_counter() - tick
+        figures = trainer.evaluate()
+        if trainer.judge is None:  # data4k: a folder, so judged here by hand
+            figures.update(judge_shapes(load_judge(32), trainer.samples(256)))
+        points.append({"step": trainer.step, "train_seconds": seconds,
+                       **{k: figures[k] for k in KEEP if k in figures}})
+        trainer.save_samples(Path(out) / f"{arm}_{seed}.png")
+        (Path(out) / f"{arm}_{seed}.json").write_text(json.dumps(points, indent=1))
+        print(arm, seed, trainer.step, round(figures["swd"], 4), round(figures["shapes_named"], 3), flush=True)
+
+
+if __name__ == "__main__":
+    out = sys.argv[1]
+    from vidgen_nb.data import builtin_dataset
+
+    builtin_dataset()
+    big = str(builtin_dataset(per_class=1000))
+    with futures.ProcessPoolExecutor(len(RUNS), mp_context=mp.get_context("spawn")) as pool:
+        for done in futures.as_completed([pool.submit(work, a, s, out, big) for a, s in RUNS]):
+            done.result()
