@@ -257,13 +257,13 @@ def _os_reason(exc: OSError) -> str:
 def summary(f: dict) -> str:
     """The quality figures of ``Trainer.evaluate`` as a few readable lines."""
     lines = [f"  samples: SWD {f['swd']:.4f} against a real-vs-real floor of {f['swd_floor']:.4f} "
-             f"(x{f['swd'] / f['swd_floor']:.1f})",
-             f"  VAE: reconstructions RMS {f['recon_rms']:.3f} per value, SWD {f['recon_swd']:.4f}; "
-             f"KL {f['kl_per_dim']:.3f} nats per dimension, {f['active_dims']} dimensions active"]
+             f"(x{f['swd'] / f['swd_floor']:.1f})"]
     if "shapes_named" in f:
-        counts = ", ".join(f"{c} {k}" for c, k in zip(CLASSES, f["shape_counts"]))
+        counts = ", ".join(f"{name} {count}" for name, count in zip(CLASSES, f["shape_counts"]))
         lines.append(f"  shapes: the judge names a shape in {f['shapes_named']:.0%} of the samples "
                      f"({counts}) and in {f['shapes_named_real']:.0%} of real images")
+    lines.append(f"  VAE: reconstructions RMS {f['recon_rms']:.3f} per value, SWD {f['recon_swd']:.4f}; "
+                 f"KL {f['kl_per_dim']:.3f} nats per dimension, {f['active_dims']} dimensions active")
     if "delta_spread" in f:
         lines.append(
             f"  deltas: spread {f['delta_spread']:.3f} (mean ||delta_i - mean|| / ||mean||), "
