@@ -51,6 +51,14 @@ def test_a_judge_trained_into_the_cache_is_found_and_one_of_another_version_is_n
     assert judge.load_judge(24) is None  # made for other images: never used
 
 
+def test_loading_a_judge_leaves_the_random_stream_alone():
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    assert judge.load_judge(32) is not None
+    assert torch.equal(torch.rand(4), expected)  # else a run on the built-in data would train differently
+
+
 def test_images_of_another_size_are_refused_by_name():
     with pytest.raises(ValueError, match=r"images of \(16, 16\) px: this judge was trained at 32 x 32"):
         judge.judge_shapes(judge.load_judge(32), torch.rand(2, 3, 16, 16))

@@ -183,7 +183,8 @@ def save_judge(judge: ShapeJudge, path: Path) -> None:
 
 def load_judge(image_size: int) -> ShapeJudge | None:
     """The judge for ``image_size``: the one shipped with the kit, else one trained into
-    the cache folder, else None. A file of other versions is passed over."""
+    the cache folder, else None. A file of other versions is passed over. Torch's random
+    stream is left as it was (a run that loads a judge trains as one that does not)."""
     for path in (judge_path(image_size, SHIPPED), judge_path(image_size)):
         try:
             stored = torch.load(path, map_location="cpu", weights_only=True)
@@ -191,7 +192,8 @@ def load_judge(image_size: int) -> ShapeJudge | None:
             continue
         if (stored["judge_version"], stored["data_version"], stored["image_size"]) \
                 == (JUDGE_VERSION, BUILTIN_VERSION, image_size):
-            judge = ShapeJudge(image_size)
+            with torch.random.fork_rng(devices=[]):  # the layers' initial draws are discarded
+                judge = ShapeJudge(image_size)
             judge.load_state_dict(stored["state"])
             return judge.eval().requires_grad_(False)
     return None
