@@ -50,6 +50,8 @@ def test_a_study_writes_each_run_and_a_summary_with_paired_differences(study):
     assert "--preset tiny --arms full,no-predictor --seeds 0,1 --steps 4" in summary["command"]
     table = (study.out / "results.md").read_text()
     assert "| no-predictor |" in table and f"{by['full', 1]:.4f}" in table
+    rows = [line for line in table.splitlines() if line.startswith("|")]
+    assert len({line.count("|") for line in rows}) == 1  # every row has the header's columns
     for name in ("swd.png", "samples.png", "full/seed_1/samples.png"):
         assert (study.out / name).read_bytes()[:4] == b"\x89PNG"
 

@@ -492,7 +492,8 @@ def markdown_table(summary: dict) -> str:
     for arm, t in summary["arms"].items():
         per_seed = ", ".join(f"{v:.4f}" for v in t.get("swd", {}).get("per_seed", []))
         rows.append(f"| {arm} | {_pm(t.get('swd'))} | {per_seed} | {_pm(t.get('swd_minus_full'))} | "
-                    f"{_pm(t.get('recon_rms'), 3)} | {_pm(t.get('delta_spread'), 3)} | "
+                    f"{_pm(t.get('shapes_named'), 2)} | {_pm(t.get('recon_rms'), 3)} | "
+                    f"{_pm(t.get('delta_spread'), 3)} | "
                     f"{_pm(t.get('mean_delta_cost'))} | {_pm(t.get('train_seconds'), 0)} | "
                     f"{_pm(t.get('images_per_s'), 0)} |")
     s = summary["settings"]
