@@ -3,9 +3,10 @@
 SWD compares small patches, so a generator can lower it with the right colours and soft
 blobs alone (README, Training). The judge asks what a person asks of a sample grid: is
 that a circle, a square, a triangle or a star? A small CNN learns the question from
-freshly drawn built-in images (a seed of its own, never the training set's) and from as
-many that show no nameable shape: backgrounds alone, and shape images blurred until the
-outline is gone, which is what a generator's soft blobs look like. Its figures:
+freshly drawn built-in images (a seed of its own, never the training set's) and from
+twice as many that show no nameable shape, which is what a generator's failures look
+like: backgrounds alone, shapes blurred until the outline is gone or pixelated to a few
+blocks, smooth colour fields, irregular polygons. Its figures:
 
 * ``shapes_named``: the share of images it names a shape with probability >= 0.9;
 * ``shape_counts``: how many of those it names circle, square, triangle, star;
@@ -15,7 +16,7 @@ outline is gone, which is what a generator's soft blobs look like. Its figures:
 The judge is a measuring instrument, not part of the seed's model, so it uses what
 classifies best (BatchNorm, two convolutions per block). Judges for 16 and 32 px ship
 with the kit (``vidgen_nb/data/judge-*px.pt``, written by ``python -m vidgen_nb.judge``
-in about two minutes on a 2-core CPU); for another size, the same command trains one
+in about four and a half minutes on a 2-core CPU at 32 px); for another size, the same command trains one
 into the cache folder, and a run measures shapes whenever a judge for its size exists.
 """
 
@@ -38,7 +39,7 @@ from .data.shapes import BUILTIN_VERSION, CLASSES, _background, cache_dir, rende
 from .files import atomic_write
 
 JUDGE_VERSION = 1  # bump when the judge or its training changes; old files are then not used
-NONE = "no shape"  # the fifth label: backgrounds alone and blurred shapes
+NONE = "no shape"  # the fifth label (``_no_shape``)
 LABELS = (*CLASSES, NONE)
 CONFIDENT = 0.9  # the probability at which a shape counts as named
 DRAW_SIZE = 128  # the built-in files' size: images are drawn at it and resized as the loader does
