@@ -15,7 +15,7 @@ import time
 from concurrent import futures
 from pathlib import Path
 
-from screen import ARMS, KEEP
+from screen import ARMS, judged_point
 
 RUNS = [("base", 0), ("base", 1), ("w64", 0), ("data4k", 0)]
 STEPS, EVERY = 10_000, 1000
@@ -26,7 +26,6 @@ def work(arm: str, seed: int, out: str, big: str) -> None:
 
     torch.set_num_threads(1)
     from vidgen_nb.config import Config
-    from vidgen_nb.judge import judge_shapes, load_judge
     from vidgen_nb.training import Trainer
 
     cfg = Config.preset("cpu", **ARMS[arm], seed=seed, steps=STEPS, sample_every=STEPS,
@@ -39,14 +38,11 @@ def work(arm: str, seed: int, out: str, big: str) -> None:
         tick = time.perf_counter()
         trainer.train(EVERY)
         seconds += time.perf_counter() - tick
-        figures = trainer.evaluate()
-        if trainer.judge is None:  # data4k: a folder, so judged here by hand
-            figures.update(judge_shapes(load_judge(32), trainer.samples(256)))
-        points.append({"step": trainer.step, "train_seconds": seconds,
-                       **{k: figures[k] for k in KEEP if k in figures}})
+        points.append(judged_point(trainer, seconds))
         trainer.save_samples(Path(out) / f"{arm}_{seed}.png")
         (Path(out) / f"{arm}_{seed}.json").write_text(json.dumps(points, indent=1))
-        print(arm, seed, trainer.step, round(figures["swd"], 4), round(figures["shapes_named"], 3), flush=True)
+        print(arm, seed, trainer.step, round(points[-1]["swd"], 4), round(points[-1]["shapes_named"], 3),
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,17 @@ KEEP = ("swd", "shapes_named", "shape_counts", "shapes_named_real", "recon_rms",
         "delta_spread", "delta_min_cos", "swd_mean_delta", "swd_floor")
 
 
+def judged_point(trainer, seconds: float) -> dict:
+    """``Trainer.evaluate``'s figures in KEEP at this step, the shape judge's included
+    (the trainer judges the built-in data only, so a data4k run is judged here)."""
+    figures = trainer.evaluate()
+    if trainer.judge is None:
+        from vidgen_nb.judge import judge_shapes, load_judge
+
+        figures.update(judge_shapes(load_judge(32), trainer.samples(256)))
+    return {"step": trainer.step, "train_seconds": seconds, **{k: figures[k] for k in KEEP if k in figures}}
+
+
 def work(arm: str, seed: int, out: str, big: str) -> tuple:
     import torch
 
@@ -52,12 +63,7 @@ def work(arm: str, seed: int, out: str, big: str) -> tuple:
         trainer.train(EVERY)
         seconds += time.perf_counter() - tick
         if trainer.step >= STEPS // 2:
-            figures = trainer.evaluate()
-            if trainer.judge is None:  # data4k: a folder, so judged here by hand
-                from vidgen_nb.judge import judge_shapes, load_judge
-                figures.update(judge_shapes(load_judge(32), trainer.samples(256)))
-            points.append({"step": trainer.step, "train_seconds": seconds,
-                           **{k: figures[k] for k in KEEP if k in figures}})
+            points.append(judged_point(trainer, seconds))
             trainer.save_samples(folder / f"samples_{trainer.step}.png")
             (folder / "points.json").write_text(json.dumps(points, indent=1))
     return arm, seed, [(p["step"], round(p["swd"], 4), round(p["shapes_named"], 3)) for p in points]
