@@ -46,6 +46,9 @@ def test_overrides_reach_the_right_section():
     (dict(delta_rank=0), ["delta_rank=0", "positive integer"]),
     (dict(delta_source="image"), ["delta_source='image'", "video", "constant"]),
     (dict(critic_pool="mean"), ["critic_pool='mean'", "max", "avg"]),
+    (dict(decoder_convs=0), ["decoder_convs=0", "positive integer"]),
+    (dict(critic_convs=9), ["critic_convs=9", "at most 8"]),
+    (dict(critic_mbstd=1), ["critic_mbstd=1", "True or False"]),
     (dict(latnt_dim=3), ["'latnt_dim'", "latent_dim"]),
     (dict(adversarial_recon="no"), ["adversarial_recon='no'", "True or False"]),
 ])
@@ -83,6 +86,7 @@ def test_older_configs_mean_what_their_runs_did():
     assert (old.train.ema_decay, old.train.augment, old.train.recon_through_generator) == (0.0, "", False)
     assert old.train.recon_sigma == 0.5**0.5 and old.model.delta_param == "dense" \
         and old.model.delta_source == "video" and old.model.critic_pool == "max"
+    assert (old.model.decoder_convs, old.model.critic_convs, old.model.critic_mbstd) == (1, 1, False)
 
 
 def test_quality_options_reach_the_config():
@@ -96,6 +100,10 @@ def test_quality_options_reach_the_config():
     assert cfg.train.adversarial_recon and cfg.train.recon_through_generator  # the cpu preset's
     cfg = config_from_args(build_parser().parse_args(["--delta-param", "lora", "--delta-rank", "3"]))
     assert (cfg.model.delta_param, cfg.model.delta_rank) == ("lora", 3)
+    assert (cfg.model.decoder_convs, cfg.model.critic_convs, cfg.model.critic_mbstd) == (1, 1, False)
+    cfg = config_from_args(build_parser().parse_args(["--decoder-convs", "3", "--critic-convs", "2",
+                                                      "--critic-mbstd"]))
+    assert (cfg.model.decoder_convs, cfg.model.critic_convs, cfg.model.critic_mbstd) == (3, 2, True)
     args = build_parser().parse_args(["--adversarial-recon", "off", "--recon-through", "base"])
     cfg = config_from_args(args)
     assert (cfg.train.adversarial_recon, cfg.train.recon_through_generator) == (False, False)

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from vidgen_nb import VAE, Config, Discriminator, WeightDeltas, WeightPredictor3DCNN, count_parameters
+from vidgen_nb.models import minibatch_std
 from vidgen_nb.video import synthetic_video
 
 
@@ -89,6 +90,42 @@ def test_critic_pool_decides_how_much_of_a_feature_map_gets_a_gradient(pool, sha
     critic.score(critic.features[2:](h).flatten(1)).sum().backward()
     # MaxPool2d passes a gradient to one value of each 2x2 window, AvgPool2d to all four.
     assert (h.grad != 0).float().mean().item() == pytest.approx(share)
+
+
+def test_deeper_decoder_adds_same_size_layers_and_keeps_the_default_names():
+    torch.manual_seed(0)
+    plain, deep = (VAE(Config.preset("cpu", decoder_convs=k).model) for k in (1, 3))
+    names = [n for n, _ in plain.decoder.named_parameters()]
+    assert names == ["fc.weight", "fc.bias", "up.0.weight", "up.0.bias", "up.2.weight", "up.2.bias",
+                     "out.weight", "out.bias"]  # what delta_targets and older checkpoints name
+    kinds = [type(m) for m in deep.decoder.up]
+    assert kinds.count(nn.ConvTranspose2d) == 2 + 2 * 3 and set(kinds) == {nn.ConvTranspose2d, nn.ReLU}
+    z = torch.randn(64, 64)
+    assert deep.decoder.features(z).shape == plain.decoder.features(z).shape == (64, 32, 16, 16)
+    refine = deep.decoder.up[2]  # 3x3, stride 1: He's rule with fan_in = in * 9
+    assert refine.stride == (1, 1) and refine.weight.std().item() == pytest.approx((2 / (128 * 9)) ** 0.5, rel=0.05)
+    assert deep.decode(z).std().item() > 0.1  # the signal survives the extra layers
+
+
+def test_critic_depth_and_minibatch_std():
+    torch.manual_seed(0)
+    m = Config.preset("tiny", critic_convs=2, critic_mbstd=True).model
+    critic = Discriminator(m)
+    assert [type(x) for x in critic.features].count(nn.Conv2d) == 4
+    x = torch.rand(8, 3, 16, 16)
+    scores = critic(x)
+    # Groups of 4 consecutive images: changing the last four leaves the first four's
+    # scores alone (real and fake, judged as one batch, never share a group) ...
+    y = x.clone()
+    y[4:] = torch.rand(4, 3, 16, 16)
+    assert torch.equal(critic(y)[:4], scores[:4])
+    # ... and an image's score depends on the others of its group.
+    y[1:4] = x[0]
+    assert not torch.allclose(critic(y)[0], scores[0])
+    std = minibatch_std(y[:4])[:, -1]  # four identical images: no spread
+    assert std.shape == (4, 16, 16) and std.max().item() < 1e-3
+    assert minibatch_std(torch.rand(3, 2, 1, 1))[:, -1].flatten().unique().numel() == 1  # one group of 3
+    assert critic(x[:1]).shape == (1,)  # a single image: its own group
 
 
 def test_untrained_predictor_predicts_zero_for_any_video_size():

@@ -187,9 +187,10 @@ LEVERS = dict(ema_decay=0.9, augment="color,translation,cutout", recon_sigma=0.0
               delta_targets=("decoder.up.0.*", "decoder.out.*"))
 
 
-@pytest.mark.parametrize("param, pool", [("channel", "max"), ("lora", "avg")])
-def test_every_quality_lever_trains_and_resumes_exactly(tmp_path, data, param, pool):
-    cfg = tiny(**{**LEVERS, "delta_param": param, "critic_pool": pool})
+@pytest.mark.parametrize("param, pool, depth", [("channel", "max", 1), ("lora", "avg", 2)])
+def test_every_quality_lever_trains_and_resumes_exactly(tmp_path, data, param, pool, depth):
+    cfg = tiny(**{**LEVERS, "delta_param": param, "critic_pool": pool, "decoder_convs": depth,
+                  "critic_convs": depth, "critic_mbstd": depth > 1})
     straight = Trainer(cfg, data=data, progress=False)
     straight.train(4)
     first = Trainer(cfg, data=data, out=tmp_path / "r", progress=False)

@@ -36,7 +36,7 @@ def fast_mode() -> bool:
 # machine's memory before a single step: a mistyped or crafted size is refused by name.
 LIMITS = {"image_size": 1024, "channels": 16, "latent_dim": 16384, "num_frames": 512,
           "predictor_filters": 4096, "predictor_blocks": 8, "predictor_hidden": 16384,
-          "predictor_stride": 8, "delta_rank": 4096, "widths": 4096, "critic_widths": 4096,
+          "predictor_stride": 8, "delta_rank": 4096, "decoder_convs": 8, "critic_convs": 8, "widths": 4096, "critic_widths": 4096,
           "batch_size": 4096, "swd_images": 100_000}
 
 
@@ -83,6 +83,9 @@ class ModelConfig:
     widths: tuple[int, ...] = (32, 64, 128, 256)  # encoder conv widths; each block halves H, W
     critic_widths: tuple[int, ...] = (32, 64, 128, 256)  # critic conv widths, same rule
     critic_pool: str = "max"  # the critic's downsampling, "max" or "avg" (CRITIC_POOLS)
+    decoder_convs: int = 1  # ConvTranspose2d layers per resolution of the decoder (extra ones 3x3, stride 1)
+    critic_convs: int = 1  # Conv2d layers per critic block
+    critic_mbstd: bool = False  # the critic sees the minibatch standard deviation (ProGAN)
     latent_dim: int = 128  # size of z, the noise vector the decoder turns into an image
     num_frames: int = 8  # T, frames of the synthetic video the predictor watches
     predictor_filters: int = 32  # Conv3d filters in every predictor block (the seed's 32)
@@ -99,7 +102,8 @@ class ModelConfig:
 
     def __post_init__(self):
         for name in ("image_size", "channels", "latent_dim", "num_frames", "predictor_filters",
-                     "predictor_blocks", "predictor_hidden", "predictor_stride", "delta_rank"):
+                     "predictor_blocks", "predictor_hidden", "predictor_stride", "delta_rank",
+                     "decoder_convs", "critic_convs"):
             check_positive(name, getattr(self, name), LIMITS[name])
         _widths("widths", self.widths)
         _widths("critic_widths", self.critic_widths)
@@ -113,6 +117,8 @@ class ModelConfig:
                 isinstance(t, str) and t for t in self.delta_targets):
             raise ValueError(f"delta_targets={self.delta_targets!r}: expected a non-empty tuple of "
                              "parameter names or glob patterns, e.g. ('decoder.out.*',)")
+        if not isinstance(self.critic_mbstd, bool):
+            raise ValueError(f"critic_mbstd={self.critic_mbstd!r}: expected True or False")
         for name, choices in (("critic_pool", CRITIC_POOLS), ("delta_mode", DELTA_MODES),
                               ("delta_param", DELTA_PARAMS), ("delta_source", DELTA_SOURCES)):
             check_one_of(name, getattr(self, name), choices)
@@ -270,7 +276,8 @@ SECTIONS = {"model": ModelConfig, "video": VideoConfig, "train": TrainConfig}
 # What fields added later meant before they existed (read from older checkpoints).
 LEGACY = {
     "model": {"predictor_stride": 1, "delta_param": "dense", "delta_source": "video",
-              "critic_pool": "max", "delta_rank": 4},
+              "critic_pool": "max", "delta_rank": 4, "decoder_convs": 1, "critic_convs": 1,
+              "critic_mbstd": False},
     "train": {"recon_sigma": 0.5**0.5, "recon_through_generator": False, "ema_decay": 0.0,
               "adversarial_recon": False, "augment": ""},
 }

@@ -36,13 +36,21 @@ def he_init(layer: nn.Module, *, relu: bool = True) -> None:
 
 
 def _down_blocks(channels: int, widths: tuple[int, ...], act: type[nn.Module],
-                 pool: type[nn.Module] = nn.MaxPool2d) -> nn.Sequential:
-    """Conv2d(3x3) -> activation -> pool(2) per width: each block halves H and W."""
+                 pool: type[nn.Module] = nn.MaxPool2d, convs: int = 1) -> nn.Sequential:
+    """(Conv2d(3x3) -> activation) x convs -> pool(2) per width: each block halves H and W."""
     layers, c_in = [], channels
     for w in widths:
-        layers += [nn.Conv2d(c_in, w, 3, padding=1), act(), pool(2)]
-        c_in = w
+        for _ in range(convs):
+            layers += [nn.Conv2d(c_in, w, 3, padding=1), act()]
+            c_in = w
+        layers.append(pool(2))
     return nn.Sequential(*layers)
+
+
+def _refine(width: int, count: int) -> list[nn.Module]:
+    """``count`` x (ConvTranspose2d(3x3, stride 1) -> ReLU): more depth, same H and W."""
+    return [layer for _ in range(count)
+            for layer in (nn.ConvTranspose2d(width, width, 3, padding=1), nn.ReLU())]
 
 
 class Decoder(nn.Module):
@@ -50,15 +58,20 @@ class Decoder(nn.Module):
 
     Linear -> reshape -> ConvTranspose2d/ReLU blocks (each doubles H, W) -> Sigmoid.
     The last transposed convolution is ``out``, the default target of the weight deltas.
+    With ``decoder_convs`` k > 1, every resolution below the image's gets k - 1 more
+    ConvTranspose2d(3x3, stride 1)/ReLU layers after the layer that made it (the Linear
+    or an upsampling block): depth to draw edges and corners, not only blend colours.
     """
 
     def __init__(self, model_cfg: ModelConfig):
         super().__init__()
         self.shape = (model_cfg.widths[-1], model_cfg.bottom_size, model_cfg.bottom_size)
         self.fc = nn.Linear(model_cfg.latent_dim, model_cfg.flat_size)
-        ups, widths = [], model_cfg.widths[::-1]  # e.g. 256 -> 128 -> 64 -> 32
+        widths, extra = model_cfg.widths[::-1], model_cfg.decoder_convs - 1  # e.g. 256 -> ... -> 32
+        ups = _refine(widths[0], extra)
         for c_in, c_out in zip(widths, widths[1:]):
-            ups += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), nn.ReLU()]
+            ups += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), nn.ReLU(),
+                    *_refine(c_out, extra)]
         self.up = nn.Sequential(*ups)
         self.out = nn.ConvTranspose2d(widths[-1], model_cfg.channels, 4, stride=2, padding=1)
 
@@ -125,22 +138,48 @@ class Discriminator(nn.Module):
     gradients the penalty treats one at a time). ``critic_pool`` "max" pools as the
     encoder does (the seed's symmetry); "avg" averages, so the critic's gradient with
     respect to an image reaches every pixel, not one in four per block.
+    ``critic_convs`` convolutions per block; ``critic_mbstd`` adds the minibatch
+    standard deviation as one more feature map before the score (``minibatch_std``).
     """
 
     def __init__(self, model_cfg: ModelConfig):
         super().__init__()
         pool = nn.AvgPool2d if model_cfg.critic_pool == "avg" else nn.MaxPool2d
         self.features = _down_blocks(model_cfg.channels, model_cfg.critic_widths,
-                                     lambda: nn.LeakyReLU(0.2), pool)
-        self.score = nn.Linear(model_cfg.critic_flat_size, 1)
+                                     lambda: nn.LeakyReLU(0.2), pool, model_cfg.critic_convs)
+        self.mbstd = model_cfg.critic_mbstd
+        side = model_cfg.image_size // 2 ** len(model_cfg.critic_widths)
+        self.score = nn.Linear(model_cfg.critic_flat_size + (side**2 if self.mbstd else 0), 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.score(self.features(x).flatten(1)).squeeze(1)  # (B, 1) -> (B,)
+        h = self.features(x)  # (B, C', h, w)
+        if self.mbstd:
+            h = minibatch_std(h)  # -> (B, C' + 1, h, w)
+        return self.score(h.flatten(1)).squeeze(1)  # (B, 1) -> (B,)
 
     @torch.no_grad()
     def probability(self, x: torch.Tensor) -> torch.Tensor:
         """sigmoid(score), for display only: the score is what training uses."""
         return torch.sigmoid(self(x))
+
+
+def minibatch_std(h: torch.Tensor, group: int = 4) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C + 1, H, W): one more map, how much the group's images differ.
+
+    Karras et al. (2018, ProGAN, trained with WGAN-GP): split the batch into groups of
+    ``group`` consecutive images (the largest divisor of B up to ``group``), take each
+    feature's standard deviation over a group, average it over features and positions,
+    and give every image of the group that number as a constant map. A generator whose
+    images all look alike shows a small number the critic can learn to punish.
+    Consecutive groups, not StyleGAN's strided ones: the critic judges real and fake
+    images as one batch, real first, and a group must not mix the two.
+    """
+    B, C, H, W = h.shape
+    g = next(d for d in range(min(group, B), 0, -1) if B % d == 0)
+    y = h.float().view(B // g, g, C, H, W)
+    std = (y.var(1, unbiased=False) + 1e-8).sqrt().mean((1, 2, 3))  # (B / g,)
+    maps = std.to(h.dtype).repeat_interleave(g).view(B, 1, 1, 1).expand(B, 1, H, W)
+    return torch.cat([h, maps], 1)
 
 
 class WeightPredictor3DCNN(nn.Module):

@@ -39,6 +39,7 @@ OPTIONS = {
     "delta_source": "--delta-source", "delta_rank": "--delta-rank",
     "ema_decay": "--ema-decay", "augment": "--augment", "recon_sigma": "--recon-sigma",
     "adversarial_recon": "--adversarial-recon", "recon_through_generator": "--recon-through",
+    "decoder_convs": "--decoder-convs", "critic_convs": "--critic-convs",
 }
 
 
@@ -86,6 +87,11 @@ def build_parser() -> Parser:
     p.add_argument("--recon-through", choices=("generator", "base"),
                    help="decode reconstructions with theta + the delta of their own video "
                         "(generator), or with the base weights theta alone (base)")
+    p.add_argument("--decoder-convs", type=int, metavar="K",
+                   help="transposed convolutions per decoder resolution (default 1; extra ones 3x3)")
+    p.add_argument("--critic-convs", type=int, metavar="K", help="convolutions per critic block (default 1)")
+    p.add_argument("--critic-mbstd", action="store_true",
+                   help="the critic also sees the minibatch standard deviation (ProGAN)")
     p.add_argument("--no-predictor", action="store_true",
                    help="train the plain VAE-WGAN-GP, without the weight predictor")
     p.add_argument("--n-critic", type=int, help="critic steps per generator step")
@@ -115,6 +121,8 @@ def config_from_args(args) -> Config:
         "ema_decay": args.ema_decay, "augment": args.augment, "recon_sigma": args.recon_sigma,
         "adversarial_recon": None if args.adversarial_recon is None else args.adversarial_recon == "on",
         "recon_through_generator": None if args.recon_through is None else args.recon_through == "generator",
+        "decoder_convs": args.decoder_convs, "critic_convs": args.critic_convs,
+        "critic_mbstd": True if args.critic_mbstd else None,
     }
     return Config.preset(args.preset or "cpu", **{k: v for k, v in overrides.items() if v is not None})
 

@@ -21,14 +21,14 @@ RUNS = [("base", 0), ("base", 1), ("w64", 0), ("data4k", 0)]
 STEPS, EVERY = 10_000, 1000
 
 
-def work(arm: str, seed: int, out: str, big: str) -> None:
+def work(arm: str, seed: int, out: str, big: str, arms: dict = ARMS) -> None:
     import torch
 
     torch.set_num_threads(1)
     from vidgen_nb.config import Config
     from vidgen_nb.training import Trainer
 
-    cfg = Config.preset("cpu", **ARMS[arm], seed=seed, steps=STEPS, sample_every=STEPS,
+    cfg = Config.preset("cpu", **arms[arm], seed=seed, steps=STEPS, sample_every=STEPS,
                         checkpoint_every=STEPS)
     trainer = Trainer(cfg, data=big if arm == "data4k" else None, overwrite=True,
                       out=Path(os.environ.get("RUNS_DIR", out)) / f"{arm}_{seed}",
@@ -45,12 +45,15 @@ def work(arm: str, seed: int, out: str, big: str) -> None:
               flush=True)
 
 
-if __name__ == "__main__":
-    out = sys.argv[1]
+def main(out: str, arms: dict = ARMS, runs: list = RUNS) -> None:
     from vidgen_nb.data import builtin_dataset
 
     builtin_dataset()
-    big = str(builtin_dataset(per_class=1000))
-    with futures.ProcessPoolExecutor(len(RUNS), mp_context=mp.get_context("spawn")) as pool:
-        for done in futures.as_completed([pool.submit(work, a, s, out, big) for a, s in RUNS]):
+    big = str(builtin_dataset(per_class=1000)) if "data4k" in arms else ""
+    with futures.ProcessPoolExecutor(len(runs), mp_context=mp.get_context("spawn")) as pool:
+        for done in futures.as_completed([pool.submit(work, a, s, out, big, arms) for a, s in runs]):
             done.result()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -43,14 +43,14 @@ def judged_point(trainer, seconds: float) -> dict:
     return {"step": trainer.step, "train_seconds": seconds, **{k: figures[k] for k in KEEP if k in figures}}
 
 
-def work(arm: str, seed: int, out: str, big: str) -> tuple:
+def work(arm: str, seed: int, out: str, big: str, arms: dict = ARMS) -> tuple:
     import torch
 
     torch.set_num_threads(1)
     from vidgen_nb.config import Config
     from vidgen_nb.training import Trainer
 
-    cfg = Config.preset("cpu", **ARMS[arm], seed=seed, steps=STEPS, sample_every=STEPS,
+    cfg = Config.preset("cpu", **arms[arm], seed=seed, steps=STEPS, sample_every=STEPS,
                         checkpoint_every=STEPS)
     folder = Path(out) / arm / f"seed{seed}"  # figures and grids; the run itself in $RUNS_DIR
     folder.mkdir(parents=True, exist_ok=True)
@@ -69,24 +69,27 @@ def work(arm: str, seed: int, out: str, big: str) -> tuple:
     return arm, seed, [(p["step"], round(p["swd"], 4), round(p["shapes_named"], 3)) for p in points]
 
 
-def collect(out: str) -> None:
-    runs = [{"arm": arm, "seed": seed, "points": json.loads((Path(out) / arm / f"seed{seed}" / "points.json")
+def collect(out: str, arms: dict = ARMS, runs: list = RUNS) -> None:
+    done = [{"arm": arm, "seed": seed, "points": json.loads((Path(out) / arm / f"seed{seed}" / "points.json")
                                                             .read_text())}
-            for arm, seed in RUNS if (Path(out) / arm / f"seed{seed}" / "points.json").exists()]
-    (Path(out) / "results.json").write_text(json.dumps({"arms": ARMS, "runs": runs}, indent=1))
+            for arm, seed in runs if (Path(out) / arm / f"seed{seed}" / "points.json").exists()]
+    (Path(out) / "results.json").write_text(json.dumps({"arms": arms, "runs": done}, indent=1))
+
+
+def main(argv: list, arms: dict = ARMS, runs: list = RUNS) -> None:
+    """Every run at once (one at a time with DEV=cpu), then OUT/results.json."""
+    out = argv[1]
+    if "--collect" not in argv:
+        from vidgen_nb.data import builtin_dataset
+
+        builtin_dataset()
+        big = str(builtin_dataset(per_class=1000)) if "data4k" in arms else ""
+        jobs = 1 if os.environ.get("DEV") == "cpu" else len(runs)
+        with futures.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+            for done in futures.as_completed([pool.submit(work, a, s, out, big, arms) for a, s in runs]):
+                print(*done.result(), flush=True)
+    collect(out, arms, runs)
 
 
 if __name__ == "__main__":
-    out = sys.argv[1]
-    if "--collect" in sys.argv:
-        collect(out)
-        sys.exit()
-    from vidgen_nb.data import builtin_dataset
-
-    builtin_dataset()
-    big = str(builtin_dataset(per_class=1000))
-    jobs = 1 if os.environ.get("DEV") == "cpu" else len(RUNS)
-    with futures.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-        for done in futures.as_completed([pool.submit(work, a, s, out, big) for a, s in RUNS]):
-            print(*done.result(), flush=True)
-    collect(out)
+    main(sys.argv)
