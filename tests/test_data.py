@@ -50,6 +50,16 @@ def test_builtin_is_deterministic(tmp_path):
     assert all(digest(a)[k] != digest(c)[k] for k in shared)
 
 
+def test_a_builtin_folder_is_known_by_its_manifest(tmp_path):
+    root = builtin_dataset(tmp_path / "b", per_class=1, size=8, seed=5)
+    assert data.is_builtin(root) and not data.is_builtin(tmp_path)
+    manifest = root / "manifest.json"
+    manifest.write_text(manifest.read_text().replace(f'"version": {data.BUILTIN_VERSION}', '"version": 0'))
+    assert '"version": 0' in manifest.read_text() and not data.is_builtin(root)  # another version's shapes: not what the judge learned
+    manifest.write_text("[1, 2")
+    assert not data.is_builtin(root)
+
+
 def test_builtin_reused_when_complete_and_rebuilt_when_not(tmp_path):
     root = builtin_dataset(tmp_path / "d", per_class=4, size=16)
     before = digest(root)

@@ -71,6 +71,7 @@ def test_the_command_refuses_a_size_out_of_range(capsys):
 
 
 def test_a_run_on_the_builtin_data_reports_shapes_and_one_on_other_data_does_not(tmp_path):
+    """Built-in data, given or found by its manifest, is judged; any other folder is not."""
     config = Config.preset("tiny", swd_images=16)
     trainer = Trainer(config, progress=False)
     trainer.train(1)
@@ -78,7 +79,9 @@ def test_a_run_on_the_builtin_data_reports_shapes_and_one_on_other_data_does_not
     assert 0 <= record["shapes_named"] <= 1 and 0 < record["shapes_named_real"] <= 1
     assert len(record["shape_counts"]) == 4 and sum(record["shape_counts"]) == round(16 * record["shapes_named"])
     assert "shapes: the judge names a shape in" in summary(record)
-    folder = builtin_dataset(tmp_path / "data", per_class=4, size=16)  # any folder: unjudged
+    folder = builtin_dataset(tmp_path / "data", per_class=4, size=16, seed=3)  # built-in, by path
+    assert "shapes_named" in Trainer(config, data=folder, progress=False).evaluate()
+    (folder / "manifest.json").unlink()  # the same images as anybody's folder: unjudged
     other = Trainer(config, data=folder, progress=False)
     other.train(1)
     figures = other.evaluate()

@@ -43,7 +43,7 @@ from .augment import diff_augment
 from .checkpoint import (CHECKPOINT, check_same_model, check_state, load_checkpoint, load_part,
                          save_atomic)
 from .config import Config
-from .data import ResumableBatchSampler, check_batch_size, endless_batches, load_dataset
+from .data import ResumableBatchSampler, check_batch_size, endless_batches, is_builtin, load_dataset
 from .device import any_process, autocast, check_fits, init_distributed, replicas_agree, resolve_precision
 from .files import atomic_write, lock_folder, remove_stale_writes
 from .evaluation import delta_figures, generate_fixed, real_floor, reconstruct, vae_figures
@@ -186,7 +186,7 @@ class Trainer:
             self._critic_net = DDP(self.critic, device_ids=ids)
 
         # The shape judge knows the built-in classes only: runs on other data go unjudged.
-        self.judge = load_judge(m.image_size) if data is None else None
+        self.judge = load_judge(m.image_size) if data is None or is_builtin(data) else None
         self.dataset = load_dataset(data, image_size=m.image_size, in_memory=t.in_memory,
                                     num_workers=t.num_workers, skip_bad=skip_bad, verbose=verbose)
         check_batch_size(self.dataset, config.batch_size, self.world_size)
@@ -420,7 +420,8 @@ class Trainer:
 
         The SWD figures compare ``swd_images`` generated images (the fixed noise vectors)
         with as many real ones; ``swd_floor`` compares two disjoint halves of the data.
-        On the built-in data, with a judge for the image size (``judge.py``), the shape
+        On the built-in data (``data=None`` or a folder ``builtin_dataset`` wrote),
+        with a judge for the image size (``judge.py``), the shape
         figures too: ``shapes_named`` and ``shape_counts`` of the same generated images,
         ``shapes_named_real`` of the real ones.
         """

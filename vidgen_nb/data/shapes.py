@@ -92,6 +92,17 @@ def _is_complete(root: Path, manifest: dict) -> bool:
     )
 
 
+def is_builtin(root: str | os.PathLike) -> bool:
+    """True for a folder ``builtin_dataset`` wrote, at any size, count or seed: its
+    manifest names this version's classes (so the shape judge knows what it shows)."""
+    try:
+        found = json.loads((Path(root) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(found, dict) and found.get("version") == BUILTIN_VERSION \
+        and found.get("classes") == list(CLASSES)
+
+
 def builtin_dataset(
     root: str | os.PathLike | None = None, *, per_class: int = 100, size: int = 128, seed: int = 0
 ) -> Path:

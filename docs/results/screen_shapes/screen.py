@@ -33,13 +33,8 @@ KEEP = ("swd", "shapes_named", "shape_counts", "shapes_named_real", "recon_rms",
 
 
 def judged_point(trainer, seconds: float) -> dict:
-    """``Trainer.evaluate``'s figures in KEEP at this step, the shape judge's included
-    (the trainer judges the built-in data only, so a data4k run is judged here)."""
+    """``Trainer.evaluate``'s figures in KEEP at this step, the shape judge's included."""
     figures = trainer.evaluate()
-    if trainer.judge is None:
-        from vidgen_nb.judge import judge_shapes, load_judge
-
-        figures.update(judge_shapes(load_judge(32), trainer.samples(256)))
     return {"step": trainer.step, "train_seconds": seconds, **{k: figures[k] for k in KEEP if k in figures}}
 
 
