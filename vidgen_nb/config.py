@@ -36,8 +36,8 @@ def fast_mode() -> bool:
 # machine's memory before a single step: a mistyped or crafted size is refused by name.
 LIMITS = {"image_size": 1024, "channels": 16, "latent_dim": 16384, "num_frames": 512,
           "predictor_filters": 4096, "predictor_blocks": 8, "predictor_hidden": 16384,
-          "predictor_stride": 8, "delta_rank": 4096, "decoder_convs": 8, "critic_convs": 8, "widths": 4096, "critic_widths": 4096,
-          "batch_size": 4096, "swd_images": 100_000}
+          "predictor_stride": 8, "delta_rank": 4096, "decoder_convs": 8, "critic_convs": 8,
+          "widths": 4096, "critic_widths": 4096, "batch_size": 4096, "swd_images": 100_000}
 
 
 def check_positive(name: str, value, upper: int | None = None) -> None:
@@ -83,7 +83,7 @@ class ModelConfig:
     widths: tuple[int, ...] = (32, 64, 128, 256)  # encoder conv widths; each block halves H, W
     critic_widths: tuple[int, ...] = (32, 64, 128, 256)  # critic conv widths, same rule
     critic_pool: str = "max"  # the critic's downsampling, "max" or "avg" (CRITIC_POOLS)
-    decoder_convs: int = 1  # ConvTranspose2d layers per resolution of the decoder (extra ones 3x3, stride 1)
+    decoder_convs: int = 1  # ConvTranspose2d layers per decoder resolution (extra ones 3x3, stride 1)
     critic_convs: int = 1  # Conv2d layers per critic block
     critic_mbstd: bool = False  # the critic sees the minibatch standard deviation (ProGAN)
     latent_dim: int = 128  # size of z, the noise vector the decoder turns into an image

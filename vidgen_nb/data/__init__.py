@@ -22,7 +22,7 @@ from .shapes import BUILTIN_VERSION, CLASSES, builtin_dataset, cache_dir, is_bui
 __all__ = [
     "BUILTIN_VERSION", "CLASSES", "EXPECTED_LAYOUT", "IMAGE_EXTENSIONS", "CheckedImageFolder",
     "DatasetError", "InMemoryImages", "ResumableBatchSampler", "SafeDataLoader", "ScanReport",
-    "UnreadableImageError", "builtin_dataset", "cache_dir", "is_builtin", "check_batch_size", "endless_batches",
-    "image_transform", "load_dataset", "load_rgb", "make_loader", "render_shape",
+    "UnreadableImageError", "builtin_dataset", "cache_dir", "check_batch_size", "endless_batches",
+    "image_transform", "is_builtin", "load_dataset", "load_rgb", "make_loader", "render_shape",
     "scan_image_folder", "to_rgb",
 ]
