@@ -9,40 +9,24 @@ figures) is appended to OUT/<arm>_<seed>.json and the sample grid rewritten:
 """
 import json
 import multiprocessing as mp
-import os
 import sys
-import time
 from concurrent import futures
 from pathlib import Path
 
-from screen import ARMS, judged_point
+from screen import ARMS, judged_points, trainer_for
 
 RUNS = [("base", 0), ("base", 1), ("w64", 0), ("data4k", 0)]
 STEPS, EVERY = 10_000, 1000
 
 
 def work(arm: str, seed: int, out: str, big: str, arms: dict = ARMS) -> None:
-    import torch
-
-    torch.set_num_threads(1)
-    from vidgen_nb.config import Config
-    from vidgen_nb.training import Trainer
-
-    cfg = Config.preset("cpu", **arms[arm], seed=seed, steps=STEPS, sample_every=STEPS,
-                        checkpoint_every=STEPS)
-    trainer = Trainer(cfg, data=big if arm == "data4k" else None, overwrite=True,
-                      out=Path(os.environ.get("RUNS_DIR", out)) / f"{arm}_{seed}",
-                      device=os.environ.get("DEV", "cuda"), progress=False)
-    points, seconds = [], 0.0
-    while trainer.step < STEPS:
-        tick = time.perf_counter()
-        trainer.train(EVERY)
-        seconds += time.perf_counter() - tick
-        points.append(judged_point(trainer, seconds))
+    trainer = trainer_for(arm, seed, out, big, arms, STEPS, f"{arm}_{seed}")
+    points = []
+    for point in judged_points(trainer, STEPS, EVERY):
+        points.append(point)
         trainer.save_samples(Path(out) / f"{arm}_{seed}.png")
         (Path(out) / f"{arm}_{seed}.json").write_text(json.dumps(points, indent=1))
-        print(arm, seed, trainer.step, round(points[-1]["swd"], 4), round(points[-1]["shapes_named"], 3),
-              flush=True)
+        print(arm, seed, trainer.step, round(point["swd"], 4), round(point["shapes_named"], 3), flush=True)
 
 
 def main(out: str, arms: dict = ARMS, runs: list = RUNS) -> None:

@@ -38,29 +38,43 @@ def judged_point(trainer, seconds: float) -> dict:
     return {"step": trainer.step, "train_seconds": seconds, **{k: figures[k] for k in KEEP if k in figures}}
 
 
-def work(arm: str, seed: int, out: str, big: str, arms: dict = ARMS) -> tuple:
+def trainer_for(arm: str, seed: int, out: str, big: str, arms: dict, steps: int, name: str):
+    """The run of ``arm`` and ``seed``: the cpu preset with the arm's changes, one CPU
+    thread, its checkpoints in $RUNS_DIR/``name`` (default OUT/``name``)."""
     import torch
 
     torch.set_num_threads(1)
     from vidgen_nb.config import Config
     from vidgen_nb.training import Trainer
 
-    cfg = Config.preset("cpu", **arms[arm], seed=seed, steps=STEPS, sample_every=STEPS,
-                        checkpoint_every=STEPS)
+    cfg = Config.preset("cpu", **arms[arm], seed=seed, steps=steps, sample_every=steps,
+                        checkpoint_every=steps)
+    return Trainer(cfg, data=big if arm == "data4k" else None, overwrite=True,
+                   out=Path(os.environ.get("RUNS_DIR", out)) / name,
+                   device=os.environ.get("DEV", "cuda"), progress=False)
+
+
+def judged_points(trainer, steps: int, every: int, start: int = 0):
+    """Train to ``steps`` in chunks of ``every``; after each chunk from step ``start``
+    on, yield ``judged_point`` (with the training seconds so far)."""
+    seconds = 0.0
+    while trainer.step < steps:
+        tick = time.perf_counter()
+        trainer.train(every)
+        seconds += time.perf_counter() - tick
+        if trainer.step >= start:
+            yield judged_point(trainer, seconds)
+
+
+def work(arm: str, seed: int, out: str, big: str, arms: dict = ARMS) -> tuple:
     folder = Path(out) / arm / f"seed{seed}"  # figures and grids; the run itself in $RUNS_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(cfg, data=big if arm == "data4k" else None, overwrite=True,
-                      out=Path(os.environ.get("RUNS_DIR", out)) / arm / f"seed{seed}",
-                      device=os.environ.get("DEV", "cuda"), progress=False)
-    points, seconds = [], 0.0
-    while trainer.step < STEPS:
-        tick = time.perf_counter()
-        trainer.train(EVERY)
-        seconds += time.perf_counter() - tick
-        if trainer.step >= STEPS // 2:
-            points.append(judged_point(trainer, seconds))
-            trainer.save_samples(folder / f"samples_{trainer.step}.png")
-            (folder / "points.json").write_text(json.dumps(points, indent=1))
+    trainer = trainer_for(arm, seed, out, big, arms, STEPS, f"{arm}/seed{seed}")
+    points = []
+    for point in judged_points(trainer, STEPS, EVERY, start=STEPS // 2):
+        points.append(point)
+        trainer.save_samples(folder / f"samples_{trainer.step}.png")
+        (folder / "points.json").write_text(json.dumps(points, indent=1))
     return arm, seed, [(p["step"], round(p["swd"], 4), round(p["shapes_named"], 3)) for p in points]
 
 
