@@ -87,3 +87,31 @@ def test_a_run_on_the_builtin_data_reports_shapes_and_one_on_other_data_does_not
     figures = other.evaluate()
     assert "shapes_named" not in figures and "shapes:" not in summary(figures)
 
+
+class BrightnessJudge(torch.nn.Module):
+    """A stand-in judge that names a circle in every image brighter than ``threshold``
+    and no shape in the others: which images it is shown decides what it reports."""
+
+    def __init__(self, image_size: int, threshold: float):
+        super().__init__()
+        self.image_size, self.threshold = image_size, threshold
+
+    def forward(self, x):
+        bright = (x.flatten(1).mean(1) > self.threshold).float()
+        return torch.stack([bright, *[torch.zeros_like(bright)] * 3, 1 - bright], 1) * 20  # logits
+
+
+def test_the_run_judges_its_own_samples_and_reconstructions():
+    trainer = Trainer(Config.preset("tiny", swd_images=16), progress=False)
+    trainer.train(2)
+    samples, (real, recon) = trainer.samples(16), trainer.reconstructions(16)
+    for images in (samples, recon):  # a threshold that names about half of these images
+        trainer.judge = BrightnessJudge(16, images.flatten(1).mean(1).median().item())
+        record = trainer.evaluate()
+        expected = [judge.judge_shapes(trainer.judge, x)["shapes_named"] for x in (samples, recon, real)]
+        assert [record[k] for k in ("shapes_named", "shapes_named_recon", "shapes_named_real")] == expected
+        assert 0 < expected[0 if images is samples else 1] < 1
+    assert f"and in {record['shapes_named_recon']:.0%} of their reconstructions" in summary(record)
+    del record["shapes_named_recon"]  # a run evaluated before reconstructions were judged
+    assert summary(record).splitlines()[1].endswith("of real images")
+

@@ -206,7 +206,8 @@ def judge_shapes(judge: ShapeJudge, images: torch.Tensor) -> dict:
     if tuple(images.shape[-2:]) != (judge.image_size, judge.image_size):
         raise ValueError(f"images of {tuple(images.shape[-2:])} px: this judge was trained at "
                          f"{judge.image_size} x {judge.image_size}")
-    p = torch.cat([judge(x).softmax(1) for x in images.float().cpu().split(256)])
+    with torch.autocast("cpu", enabled=False):  # the same verdict under a trainer's bf16
+        p = torch.cat([judge(x).softmax(1) for x in images.float().cpu().split(256)])
     best, label = p.max(1)
     named = (best >= CONFIDENT) & (label < len(CLASSES))
     counts = np.bincount(label[named].numpy(), minlength=len(LABELS))[:len(CLASSES)]

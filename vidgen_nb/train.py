@@ -268,8 +268,10 @@ def summary(f: dict) -> str:
              f"(x{f['swd'] / f['swd_floor']:.1f})"]
     if "shapes_named" in f:
         counts = ", ".join(f"{name} {count}" for name, count in zip(CLASSES, f["shape_counts"]))
+        recon = (f" and in {f['shapes_named_recon']:.0%} of their reconstructions"
+                 if "shapes_named_recon" in f else "")  # runs from before it was measured lack it
         lines.append(f"  shapes: the judge names a shape in {f['shapes_named']:.0%} of the samples "
-                     f"({counts}) and in {f['shapes_named_real']:.0%} of real images")
+                     f"({counts}), in {f['shapes_named_real']:.0%} of real images{recon}")
     lines.append(f"  VAE: reconstructions RMS {f['recon_rms']:.3f} per value, SWD {f['recon_swd']:.4f}; "
                  f"KL {f['kl_per_dim']:.3f} nats per dimension, {f['active_dims']} dimensions active")
     if "delta_spread" in f:

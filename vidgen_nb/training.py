@@ -423,17 +423,18 @@ class Trainer:
         On the built-in data (``data=None`` or a folder ``builtin_dataset`` wrote),
         with a judge for the image size (``judge.py``), the shape
         figures too: ``shapes_named`` and ``shape_counts`` of the same generated images,
-        ``shapes_named_real`` of the real ones.
+        ``shapes_named_recon`` of the reconstructions, ``shapes_named_real`` of the real
+        images themselves.
         """
         n = min(self.config.train.swd_images, len(self.dataset))
         real = self.real_images(len(self.dataset) if len(self.dataset) < 2 * n else 2 * n)
         with self._evaluating():
-            figures = delta_figures(self.generator_ema, self.fixed_z[:n], real[:n], seed=self.config.seed)
+            figures = delta_figures(self.generator_ema, self.fixed_z[:n], real[:n],
+                                    seed=self.config.seed, judge=self.judge)
             figures.update(vae_figures(self.generator_ema, real[:n].to(self.device),
                                        through_generator=self.config.train.recon_through_generator,
-                                       seed=self.config.seed))
+                                       seed=self.config.seed, judge=self.judge))
         if self.judge is not None:
-            figures.update(judge_shapes(self.judge, self.samples(n)))
             figures["shapes_named_real"] = judge_shapes(self.judge, real[:n])["shapes_named"]
         figures["swd_floor"] = real_floor(real)
         record = {"step": self.step, **figures}
