@@ -8,9 +8,10 @@ better; its patches and directions always drawn with seed 0, so runs compare), n
   ``active_dims`` (dimensions whose KL exceeds 0.01 nats: the ones the encoder uses),
   ``recon_rms`` (root mean squared error per value) and ``recon_swd`` of the
   reconstructions of the posterior means.
-* The shapes, when a ``judge`` of the built-in classes is given (``judge.py``):
-  ``shapes_named`` and ``shape_counts`` of the samples, ``shapes_named_recon`` of the
-  reconstructions (their inputs are real images, which it names 93% of the time).
+* The shapes, when ``name_shapes`` is given (the shape judge of ``judge.py``, as
+  ``partial(judge_shapes, judge)``): ``shapes_named`` and ``shape_counts`` of the
+  samples, ``shapes_named_recon`` of the reconstructions (their inputs are real
+  images, which it names 93% of the time).
 * The deltas: ``delta_spread`` = mean ||delta_i - mean|| / ||mean|| and
   ``delta_min_cos`` = the smallest cosine between an image's delta and the mean (a
   predictor that ignores its input has spread 0 and cosine 1); ``swd_mean_delta``
@@ -21,11 +22,12 @@ better; its patches and directions always drawn with seed 0, so runs compare), n
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 
 from .generator import Generator
-from .judge import ShapeJudge, judge_shapes
 from .losses import kl_divergence
 from .metrics import swd
 
@@ -60,7 +62,7 @@ def reconstruct(generator: Generator, images: torch.Tensor, *, through_generator
 
 @torch.no_grad()
 def vae_figures(generator: Generator, images: torch.Tensor, *, through_generator: bool = True,
-                seed: int = 0, judge: ShapeJudge | None = None) -> dict[str, float]:
+                seed: int = 0, name_shapes: Callable | None = None) -> dict[str, float]:
     """KL per dimension, active dimensions, and the reconstructions' RMS error and SWD.
 
     Reconstructions decode the posterior means: with ``through_generator`` by
@@ -76,20 +78,20 @@ def vae_figures(generator: Generator, images: torch.Tensor, *, through_generator
         "recon_rms": (recon - images).square().mean().sqrt().item(),
         "recon_swd": swd(recon.cpu(), images.cpu()),
     }
-    if judge is not None:
-        figures["shapes_named_recon"] = judge_shapes(judge, recon)["shapes_named"]
+    if name_shapes is not None:
+        figures["shapes_named_recon"] = name_shapes(recon)["shapes_named"]
     return figures
 
 
 @torch.no_grad()
 def delta_figures(generator: Generator, z: torch.Tensor, real: torch.Tensor, *,
-                  seed: int = 0, judge: ShapeJudge | None = None) -> dict:
-    """The samples' SWD (and, with a ``judge``, their shapes); how much each image's
+                  seed: int = 0, name_shapes: Callable | None = None) -> dict:
+    """The samples' SWD (and, with ``name_shapes``, their shapes); how much each image's
     delta differs from the others', and what that buys in SWD."""
     x, delta = generate_fixed(generator, z, seed=seed)
     figures = {"swd": swd(x.float().cpu(), real)}
-    if judge is not None:
-        figures.update(judge_shapes(judge, x))
+    if name_shapes is not None:
+        figures.update(name_shapes(x))
     if delta is None:
         return figures
     delta = delta.float()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import math
 import os
@@ -428,12 +429,13 @@ class Trainer:
         """
         n = min(self.config.train.swd_images, len(self.dataset))
         real = self.real_images(len(self.dataset) if len(self.dataset) < 2 * n else 2 * n)
+        name_shapes = None if self.judge is None else functools.partial(judge_shapes, self.judge)
         with self._evaluating():
             figures = delta_figures(self.generator_ema, self.fixed_z[:n], real[:n],
-                                    seed=self.config.seed, judge=self.judge)
+                                    seed=self.config.seed, name_shapes=name_shapes)
             figures.update(vae_figures(self.generator_ema, real[:n].to(self.device),
                                        through_generator=self.config.train.recon_through_generator,
-                                       seed=self.config.seed, judge=self.judge))
+                                       seed=self.config.seed, name_shapes=name_shapes))
         if self.judge is not None:
             figures["shapes_named_real"] = judge_shapes(self.judge, real[:n])["shapes_named"]
         figures["swd_floor"] = real_floor(real)
