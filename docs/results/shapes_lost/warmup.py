@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 
 from vidgen_nb.config import Config
-from vidgen_nb.evaluation import reconstruct
 from vidgen_nb.judge import judge_shapes
 from vidgen_nb.losses import vae_loss
 from vidgen_nb.training import Trainer
@@ -37,10 +36,9 @@ def main(warm: int, steps: int, seed: int) -> None:
         trainer.opt_g.step()
         trainer._update_ema()
     warm_s = time.perf_counter() - start
-    with torch.no_grad(), trainer._evaluating():
-        recon = reconstruct(trainer.generator_ema, trainer.real_images(256), seed=seed)
+    _, recon = trainer.reconstructions(256)
     print(f"after {warm} steps of the VAE alone ({warm_s:.0f} s): the judge names "
-          f"{judge_shapes(trainer.judge, recon.float())['shapes_named']:.1%} of the reconstructions",
+          f"{judge_shapes(trainer.judge, recon)['shapes_named']:.1%} of the reconstructions",
           flush=True)
     trainer.train(steps)
     figures = trainer.evaluate()
