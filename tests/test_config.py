@@ -47,6 +47,8 @@ def test_overrides_reach_the_right_section():
     (dict(delta_source="image"), ["delta_source='image'", "video", "constant"]),
     (dict(critic_pool="mean"), ["critic_pool='mean'", "max", "avg"]),
     (dict(decoder_convs=0), ["decoder_convs=0", "positive integer"]),
+    (dict(decoder_upsample="bilinear"), ["decoder_upsample='bilinear'", "transposed", "resize"]),
+    (dict(decoder_norm="batch"), ["decoder_norm='batch'", "none", "pixel"]),
     (dict(critic_convs=9), ["critic_convs=9", "at most 8"]),
     (dict(critic_mbstd=1), ["critic_mbstd=1", "True or False"]),
     (dict(latnt_dim=3), ["'latnt_dim'", "latent_dim"]),
@@ -87,6 +89,7 @@ def test_older_configs_mean_what_their_runs_did():
     assert old.train.recon_sigma == 0.5**0.5 and old.model.delta_param == "dense" \
         and old.model.delta_source == "video" and old.model.critic_pool == "max"
     assert (old.model.decoder_convs, old.model.critic_convs, old.model.critic_mbstd) == (1, 1, False)
+    assert (old.model.decoder_upsample, old.model.decoder_norm) == ("transposed", "none")
 
 
 def test_quality_options_reach_the_config():
@@ -104,6 +107,9 @@ def test_quality_options_reach_the_config():
     cfg = config_from_args(build_parser().parse_args(["--decoder-convs", "3", "--critic-convs", "2",
                                                       "--critic-mbstd"]))
     assert (cfg.model.decoder_convs, cfg.model.critic_convs, cfg.model.critic_mbstd) == (3, 2, True)
+    assert (cfg.model.decoder_upsample, cfg.model.decoder_norm) == ("transposed", "none")
+    cfg = config_from_args(build_parser().parse_args(["--decoder-upsample", "resize", "--decoder-norm", "pixel"]))
+    assert (cfg.model.decoder_upsample, cfg.model.decoder_norm) == ("resize", "pixel")
     args = build_parser().parse_args(["--adversarial-recon", "off", "--recon-through", "base"])
     cfg = config_from_args(args)
     assert (cfg.train.adversarial_recon, cfg.train.recon_through_generator) == (False, False)

@@ -169,6 +169,24 @@ def test_decoding_from_shared_features_is_the_same(tiny, mode):
     assert torch.equal(vae.decoder(h, from_features=True), vae.decode(z))
 
 
+@pytest.mark.parametrize("upsample, norm", [("resize", "none"), ("transposed", "pixel"), ("resize", "pixel")])
+def test_other_decoder_kinds_keep_the_delta_invariants(upsample, norm):
+    torch.manual_seed(0)
+    vae = VAE(Config.preset("tiny", decoder_upsample=upsample, decoder_norm=norm).model)
+    z = vae.sample_z(5)
+    for targets in (("decoder.out.*",), ("decoder.*",)):
+        deltas = WeightDeltas(vae, targets)
+        assert torch.equal(deltas.decode(z, torch.zeros(5, deltas.WEIGHT_UPDATE_SIZE)), vae.decode(z))
+        delta = 0.05 * torch.randn(5, deltas.WEIGHT_UPDATE_SIZE)
+        got = deltas.decode(z, delta)
+        assert torch.allclose(got, reference_decode(vae, deltas, z, delta), atol=1e-5)
+        assert not torch.allclose(got, vae.decode(z), atol=1e-3)
+    deltas = WeightDeltas(vae, ("decoder.out.*",))
+    h = vae.decoder.features(z)
+    assert torch.allclose(deltas.decode(None, delta[:, :deltas.WEIGHT_UPDATE_SIZE], features=h),
+                          deltas.decode(z, delta[:, :deltas.WEIGHT_UPDATE_SIZE]), atol=1e-6)
+
+
 def test_shared_features_refused_when_earlier_layers_are_patched(tiny):
     cfg, vae, _ = tiny
     deltas = WeightDeltas(vae, ("decoder.up.*", "decoder.out.*"))

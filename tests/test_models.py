@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from vidgen_nb import VAE, Config, Discriminator, WeightDeltas, WeightPredictor3DCNN, count_parameters
-from vidgen_nb.models import minibatch_std
+from vidgen_nb.models import PixelNorm, minibatch_std
 from vidgen_nb.video import synthetic_video
 
 
@@ -105,6 +105,37 @@ def test_deeper_decoder_adds_same_size_layers_and_keeps_the_default_names():
     refine = deep.decoder.up[2]  # 3x3, stride 1: He's rule with fan_in = in * 9
     assert refine.stride == (1, 1) and refine.weight.std().item() == pytest.approx((2 / (128 * 9)) ** 0.5, rel=0.05)
     assert deep.decode(z).std().item() > 0.1  # the signal survives the extra layers
+
+
+def test_resize_decoder_upsamples_without_strided_layers_and_draws_no_checkerboard():
+    torch.manual_seed(0)
+    resized, plain = (VAE(Config.preset("cpu", decoder_upsample=u).model) for u in ("resize", "transposed"))
+    convs = [m for m in resized.decoder.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert len(convs) == 3 and all(m.stride == (1, 1) and m.kernel_size == (3, 3) for m in convs)
+    z = torch.randn(4, 64)
+    assert resized.decoder.features(z).shape == (4, 32, 32, 32)  # ``out`` works at the image's size
+    assert resized.decode(z).shape == plain.decode(z).shape == (4, 3, 32, 32)
+    # Flat features in, a flat image out (away from the border): nearest upsampling and a
+    # 3x3 convolution have no phase. A stride-2 transposed convolution's four output
+    # phases use four different sets of taps: a checkerboard from the same flat input.
+    for vae, size in ((resized, 32), (plain, 16)):
+        flat = torch.ones(1, 32, size, size)
+        inner = vae.decoder(flat, from_features=True)[..., 2:-2, 2:-2]
+        spread = (inner - inner.mean((2, 3), keepdim=True)).abs().max().item()
+        assert (spread < 1e-6) if vae is resized else (spread > 1e-3)
+
+
+def test_pixel_norm_gives_every_pixel_unit_rms_features():
+    torch.manual_seed(0)
+    x = torch.randn(3, 16, 5, 5) * torch.rand(3, 1, 5, 5) * 10  # every pixel its own scale
+    y = PixelNorm()(x)
+    assert torch.allclose(y.square().mean(1), torch.ones(3, 5, 5), atol=1e-5)
+    assert torch.allclose(y * x.square().mean(1, keepdim=True).sqrt(), x, atol=1e-4)  # only rescaled
+    vae = VAE(Config.preset("cpu", decoder_norm="pixel").model)
+    norms = [i for i, m in enumerate(vae.decoder.up) if isinstance(m, PixelNorm)]
+    assert norms[0] == 0  # first the Linear's output (after its ReLU), then after each ReLU:
+    assert [type(vae.decoder.up[i - 1]) for i in norms[1:]] == [nn.ReLU, nn.ReLU]
+    assert vae.decode(torch.randn(2, 64)).std().item() > 0.05
 
 
 def test_critic_depth_and_minibatch_std():

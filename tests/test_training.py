@@ -190,7 +190,11 @@ LEVERS = dict(ema_decay=0.9, augment="color,translation,cutout", recon_sigma=0.0
 @pytest.mark.parametrize("param, pool, depth", [("channel", "max", 1), ("lora", "avg", 2)])
 def test_every_quality_lever_trains_and_resumes_exactly(tmp_path, data, param, pool, depth):
     cfg = tiny(**{**LEVERS, "delta_param": param, "critic_pool": pool, "decoder_convs": depth,
-                  "critic_convs": depth, "critic_mbstd": depth > 1})
+                  "critic_convs": depth, "critic_mbstd": depth > 1,
+                  "decoder_upsample": "resize" if depth > 1 else "transposed",
+                  "decoder_norm": "pixel" if depth > 1 else "none",
+                  # up.0 is then the Linear's PixelNorm, which has no weights
+                  "delta_targets": ("decoder.up.*" if depth > 1 else "decoder.up.0.*", "decoder.out.*")})
     straight = Trainer(cfg, data=data, progress=False)
     straight.train(4)
     first = Trainer(cfg, data=data, out=tmp_path / "r", progress=False)

@@ -23,6 +23,13 @@ DELTA_SOURCES = ("video", "constant")
 # How the critic's blocks halve H and W: MaxPool2d, symmetric with the encoder as the
 # seed has it, or AvgPool2d, whose gradient reaches every pixel of the judged image.
 CRITIC_POOLS = ("max", "avg")
+# How the decoder doubles H and W: a ConvTranspose2d(4x4, stride 2) as the seed has it,
+# or a nearest-neighbour 2x upsampling and a ConvTranspose2d(3x3, stride 1) (the
+# resize-convolution of Odena et al., 2016, which cannot draw a checkerboard).
+DECODER_UPSAMPLES = ("transposed", "resize")
+# What the decoder does to its features after every ReLU: nothing, or ProGAN's pixelwise
+# normalisation (each pixel's feature vector scaled to unit RMS; no weights, per image).
+DECODER_NORMS = ("none", "pixel")
 AUGMENTATIONS = ("color", "translation", "cutout")  # DiffAugment's transformations (augment.py)
 FAST_ENV = "VIDGEN_NB_FAST"  # set to 1: notebooks use the tiny preset and few steps (CI does)
 
@@ -84,6 +91,8 @@ class ModelConfig:
     critic_widths: tuple[int, ...] = (32, 64, 128, 256)  # critic conv widths, same rule
     critic_pool: str = "max"  # the critic's downsampling, "max" or "avg" (CRITIC_POOLS)
     decoder_convs: int = 1  # ConvTranspose2d layers per decoder resolution (extra ones 3x3, stride 1)
+    decoder_upsample: str = "transposed"  # "transposed" or "resize" (DECODER_UPSAMPLES)
+    decoder_norm: str = "none"  # "none" or "pixel" (DECODER_NORMS)
     critic_convs: int = 1  # Conv2d layers per critic block
     critic_mbstd: bool = False  # the critic sees the minibatch standard deviation (ProGAN)
     latent_dim: int = 128  # size of z, the noise vector the decoder turns into an image
@@ -119,7 +128,8 @@ class ModelConfig:
                              "parameter names or glob patterns, e.g. ('decoder.out.*',)")
         if not isinstance(self.critic_mbstd, bool):
             raise ValueError(f"critic_mbstd={self.critic_mbstd!r}: expected True or False")
-        for name, choices in (("critic_pool", CRITIC_POOLS), ("delta_mode", DELTA_MODES),
+        for name, choices in (("critic_pool", CRITIC_POOLS), ("decoder_upsample", DECODER_UPSAMPLES),
+                              ("decoder_norm", DECODER_NORMS), ("delta_mode", DELTA_MODES),
                               ("delta_param", DELTA_PARAMS), ("delta_source", DELTA_SOURCES)):
             check_one_of(name, getattr(self, name), choices)
 
@@ -277,7 +287,7 @@ SECTIONS = {"model": ModelConfig, "video": VideoConfig, "train": TrainConfig}
 LEGACY = {
     "model": {"predictor_stride": 1, "delta_param": "dense", "delta_source": "video",
               "critic_pool": "max", "delta_rank": 4, "decoder_convs": 1, "critic_convs": 1,
-              "critic_mbstd": False},
+              "critic_mbstd": False, "decoder_upsample": "transposed", "decoder_norm": "none"},
     "train": {"recon_sigma": 0.5**0.5, "recon_through_generator": False, "ema_decay": 0.0,
               "adversarial_recon": False, "augment": ""},
 }

@@ -47,10 +47,12 @@ def _down_blocks(channels: int, widths: tuple[int, ...], act: type[nn.Module],
     return nn.Sequential(*layers)
 
 
-def _refine(width: int, count: int) -> list[nn.Module]:
-    """``count`` x (ConvTranspose2d(3x3, stride 1) -> ReLU): more depth, same H and W."""
-    return [layer for _ in range(count)
-            for layer in (nn.ConvTranspose2d(width, width, 3, padding=1), nn.ReLU())]
+class PixelNorm(nn.Module):
+    """ProGAN's pixelwise feature normalisation: (B, C, H, W) -> the same, each pixel's
+    C features divided by their root mean square (plus 1e-8). No weights; per image."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.square().mean(1, keepdim=True) + 1e-8)
 
 
 class Decoder(nn.Module):
@@ -61,22 +63,43 @@ class Decoder(nn.Module):
     With ``decoder_convs`` k > 1, every resolution below the image's gets k - 1 more
     ConvTranspose2d(3x3, stride 1)/ReLU layers after the layer that made it (the Linear
     or an upsampling block): depth to draw edges and corners, not only blend colours.
+    ``decoder_upsample`` "resize" doubles H and W by nearest-neighbour upsampling and a
+    ConvTranspose2d(3x3, stride 1) instead of a ConvTranspose2d(4x4, stride 2); ``out``
+    then works at the image's size. ``decoder_norm`` "pixel" puts a ``PixelNorm`` after
+    the Linear's ReLU and after every ReLU of ``up``.
     """
 
     def __init__(self, model_cfg: ModelConfig):
         super().__init__()
         self.shape = (model_cfg.widths[-1], model_cfg.bottom_size, model_cfg.bottom_size)
         self.fc = nn.Linear(model_cfg.latent_dim, model_cfg.flat_size)
-        widths, extra = model_cfg.widths[::-1], model_cfg.decoder_convs - 1  # e.g. 256 -> ... -> 32
-        ups = _refine(widths[0], extra)
+        resize, pixel = model_cfg.decoder_upsample == "resize", model_cfg.decoder_norm == "pixel"
+
+        def relu() -> list[nn.Module]:
+            return [nn.ReLU(), PixelNorm()] if pixel else [nn.ReLU()]
+
+        def refine(width: int) -> list[nn.Module]:  # decoder_convs - 1 x (3x3 layer, ReLU)
+            return [layer for _ in range(model_cfg.decoder_convs - 1)
+                    for layer in (nn.ConvTranspose2d(width, width, 3, padding=1), *relu())]
+
+        def upsample(c_in: int, c_out: int) -> list[nn.Module]:  # doubles H and W
+            if resize:
+                return [nn.Upsample(scale_factor=2), nn.ConvTranspose2d(c_in, c_out, 3, padding=1)]
+            return [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1)]
+
+        widths = model_cfg.widths[::-1]  # e.g. 256 -> ... -> 32
+        ups = [PixelNorm()] if pixel else []  # for the Linear's ReLU
+        ups += refine(widths[0])
         for c_in, c_out in zip(widths, widths[1:]):
-            ups += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), nn.ReLU(),
-                    *_refine(c_out, extra)]
-        self.up = nn.Sequential(*ups)
-        self.out = nn.ConvTranspose2d(widths[-1], model_cfg.channels, 4, stride=2, padding=1)
+            ups += [*upsample(c_in, c_out), *relu(), *refine(c_out)]
+        # With "resize", ``up`` ends with the last doubling and ``out`` keeps H and W.
+        self.up = nn.Sequential(*ups, *([nn.Upsample(scale_factor=2)] if resize else []))
+        self.out = (nn.ConvTranspose2d(widths[-1], model_cfg.channels, 3, padding=1) if resize else
+                    nn.ConvTranspose2d(widths[-1], model_cfg.channels, 4, stride=2, padding=1))
 
     def features(self, z: torch.Tensor) -> torch.Tensor:
-        """z (B, latent_dim) -> the input of ``out`` (B, widths[0], H/2, W/2)."""
+        """z (B, latent_dim) -> the input of ``out``: (B, widths[0], H/2, W/2), or
+        (B, widths[0], H, W) with ``decoder_upsample`` "resize"."""
         h = torch.relu(self.fc(z)).view(-1, *self.shape)  # (B, latent) -> (B, C', h, w)
         return self.up(h)
 

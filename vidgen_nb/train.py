@@ -22,7 +22,8 @@ from torchvision.utils import save_image
 
 from .checkpoint import CHECKPOINT, RUNS
 from .files import atomic_write, escape_unprintable_output
-from .config import DELTA_MODES, DELTA_PARAMS, DELTA_SOURCES, PRESETS, Config
+from .config import (DECODER_NORMS, DECODER_UPSAMPLES, DELTA_MODES, DELTA_PARAMS, DELTA_SOURCES,
+                     PRESETS, Config)
 from .data import CLASSES, DatasetError
 from .device import PRECISIONS, pick_device
 from .media import save_gif
@@ -40,6 +41,7 @@ OPTIONS = {
     "ema_decay": "--ema-decay", "augment": "--augment", "recon_sigma": "--recon-sigma",
     "adversarial_recon": "--adversarial-recon", "recon_through_generator": "--recon-through",
     "decoder_convs": "--decoder-convs", "critic_convs": "--critic-convs",
+    "decoder_upsample": "--decoder-upsample", "decoder_norm": "--decoder-norm",
 }
 
 
@@ -89,6 +91,11 @@ def build_parser() -> Parser:
                         "(generator), or with the base weights theta alone (base)")
     p.add_argument("--decoder-convs", type=int, metavar="K",
                    help="transposed convolutions per decoder resolution (default 1; extra ones 3x3)")
+    p.add_argument("--decoder-upsample", choices=DECODER_UPSAMPLES,
+                   help="how the decoder doubles H and W: ConvTranspose2d(4x4, stride 2) "
+                        "(transposed), or nearest 2x then ConvTranspose2d(3x3) (resize)")
+    p.add_argument("--decoder-norm", choices=DECODER_NORMS,
+                   help="pixel: ProGAN's pixelwise normalisation after every decoder ReLU")
     p.add_argument("--critic-convs", type=int, metavar="K", help="convolutions per critic block (default 1)")
     p.add_argument("--critic-mbstd", action="store_true",
                    help="the critic also sees the minibatch standard deviation (ProGAN)")
@@ -123,6 +130,7 @@ def config_from_args(args) -> Config:
         "recon_through_generator": None if args.recon_through is None else args.recon_through == "generator",
         "decoder_convs": args.decoder_convs, "critic_convs": args.critic_convs,
         "critic_mbstd": True if args.critic_mbstd else None,
+        "decoder_upsample": args.decoder_upsample, "decoder_norm": args.decoder_norm,
     }
     return Config.preset(args.preset or "cpu", **{k: v for k, v in overrides.items() if v is not None})
 
