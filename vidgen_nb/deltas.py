@@ -212,7 +212,9 @@ class WeightDeltas:
         # Per sample. Every target layer is linear in its weights, so
         #   layer(x_i; W + s*dW_i, b + s*db_i) = layer(x_i; W, b) + s*(layer(x_i; dW_i) + db_i):
         # the shared weights run batched as usual, and only the delta term runs per
-        # sample. A zero delta adds exact zeros, giving exactly the base images.
+        # sample. A zero delta adds exact zeros, giving exactly the base images (on CUDA,
+        # up to cuDNN's own run-to-run differences of about 1e-7 in the base decode,
+        # which torch.backends.cudnn.deterministic = True removes).
         hooks = []
         try:
             for module_name, module in self.vae.decoder.named_modules():
