@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, help="override the preset's batch size")
     parser.add_argument("--device", default="auto", help="auto (the best available), cpu, cuda, cuda:N, mps")
     parser.add_argument("--precision", default="auto", choices=PRECISIONS,
-                        help="as vidgen-train: auto (bf16 on CUDA and bf16 CPUs, fp32 elsewhere), fp32, bf16")
+                        help="as vidgen-train: auto (bf16 on CUDA, fp32 elsewhere), fp32, bf16")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median)")
     parser.add_argument("--quick", action="store_true",
                         help="tiny preset, 3 repeats: a smoke test in well under a minute")

@@ -105,8 +105,8 @@ def build_parser() -> Parser:
     p.add_argument("--lr", type=float, help="Adam learning rate")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
-                   help="bf16 autocast or fp32; auto: bf16 on CUDA and on CPUs with bf16 "
-                        "instructions (avx512_bf16, amx_bf16), fp32 elsewhere")
+                   help="bf16 autocast or fp32; auto: bf16 on CUDA, fp32 elsewhere (bf16 "
+                        "on a CPU only when asked for: README, Speed)")
     p.add_argument("--seed", type=int, help="random seed (weights, noise, data order)")
     p.add_argument("--resume", metavar="PATH|auto",
                    help="continue from a checkpoint; 'auto': the one in --out, if any")

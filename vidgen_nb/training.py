@@ -118,7 +118,7 @@ class Trainer:
         progress: show a tqdm progress bar.
         precision: ``fp32``, ``bf16`` (autocast: matrix products and convolutions in
             bfloat16, on CUDA or on a CPU with bf16 instructions), or ``auto`` (bf16 on
-            CUDA and on CPUs with bf16 instructions, fp32 elsewhere). Not stored in
+            CUDA, fp32 elsewhere: see ``device.resolve_precision``). Not stored in
             checkpoints: it belongs to the machine.
         callback: called as ``callback(trainer, metrics)`` every ``log_every`` steps.
         overwrite: replace the run ``out`` already holds; without it such a folder is
@@ -168,7 +168,9 @@ class Trainer:
         if self.channels_last:
             vae.to(memory_format=torch.channels_last)
             self.critic.to(memory_format=torch.channels_last)
-            if predictor is not None:  # (B, C, T, H, W) stored as (B, T, H, W, C)
+            # (B, C, T, H, W) stored as (B, T, H, W, C); not in bf16 on a CPU, where
+            # oneDNN's channels-last Conv3d backward returned NaN weight gradients.
+            if predictor is not None and not (self.device.type == "cpu" and self.precision == "bf16"):
                 predictor.to(memory_format=torch.channels_last_3d)
         self.generator_ema = self.generator
         if t.ema_decay > 0:  # a copy that follows the trained weights slowly, never trained itself

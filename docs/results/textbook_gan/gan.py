@@ -7,7 +7,7 @@ shapes" from "the data cannot be learned in so few steps": the DCGAN of Radford 
 (2016) as Gulrajani et al. (2017) trained it with WGAN-GP on CIFAR-10 (generator:
 Linear to 4x4, ConvTranspose2d(4x4, stride 2) with BatchNorm and ReLU, Sigmoid here as
 our images are in [0, 1]; critic: strided Conv2d(4x4) with LeakyReLU, no normalisation),
-at 32 px on the built-in data, batch 32, bf16 autocast where the CPU has it. No VAE, no
+at 32 px on the built-in data, batch 32, in bf16 autocast (``precision``: "bf16" or "fp32"). No VAE, no
 predictor. Every ``steps // 8`` generator steps it prints SWD against the real images and
 the shape judge's share, for the trained generator and its weight average (decay
 ``ema``), and writes the average's 64-sample grid beside this file.
@@ -25,7 +25,6 @@ from torch import nn
 from torchvision.utils import save_image
 
 from vidgen_nb.data.loading import load_dataset
-from vidgen_nb.device import resolve_precision
 from vidgen_nb.evaluation import real_floor
 from vidgen_nb.judge import judge_shapes, load_judge
 from vidgen_nb.losses import critic_loss, generator_adversarial_loss
@@ -61,7 +60,7 @@ def main(steps: int, o: dict) -> None:
     images = load_dataset(None, image_size=32, in_memory=True, num_workers=0).images.float() / 255
     real = images[torch.randperm(len(images), generator=torch.Generator().manual_seed(0))]
     judge, fixed_z = load_judge(32), torch.randn(256, latent, generator=torch.Generator().manual_seed(1))
-    bf16 = resolve_precision("auto", torch.device("cpu")) == "bf16"
+    bf16 = o.get("precision", "bf16") == "bf16"
     g, start, bs = torch.Generator().manual_seed(seed), time.perf_counter(), 32
 
     def batch():
