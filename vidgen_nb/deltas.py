@@ -232,8 +232,8 @@ class WeightDeltas:
 def _conv_without_bias(module: nn.Module, x_i: torch.Tensor, w_i: torch.Tensor) -> torch.Tensor:
     """The convolution ``module`` computes, for one sample x_i (C, H, W) and weight w_i."""
     m = module
-    # Under CPU bf16 autocast x_i is bf16 while a channel or low-rank delta (a float32
-    # product with theta) is not, and the convolution inside vmap refuses the mix.
+    # Under CPU bf16 autocast x_i is bf16 while a channel delta (theta * delta_c, in
+    # float32) is not, and the convolution inside vmap refuses the mix.
     w_i = w_i.to(x_i.dtype)
     if isinstance(m, nn.ConvTranspose2d):
         y = F.conv_transpose2d(x_i[None], w_i, None, m.stride, m.padding, m.output_padding,
