@@ -20,6 +20,7 @@ the folders above, so a notebook in ``notebooks/`` finds the repository's ``runs
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import zipfile
@@ -191,3 +192,19 @@ def check_same_model(config: Config, state: dict) -> None:
 
 def _plain(value):
     return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    """The records of a run's ``metrics.jsonl``; a line cut short (a crash or a full disk
+    mid-write) is dropped, a missing file gives none."""
+    records = []
+    if not Path(path).is_file():
+        return records
+    for line in Path(path).read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int):
+            records.append(record)
+    return records

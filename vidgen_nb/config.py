@@ -39,6 +39,19 @@ def fast_mode() -> bool:
     return os.environ.get(FAST_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
+def opt(default, help: str, *, flag: str | None = None, choices: tuple | None = None,
+        switch: bool | None = None, words: dict | None = None):
+    """A config field with what the command line needs to know of it (``options.py``).
+
+    ``help``: one line for ``--help``; ``flag``: the option's name when not
+    ``--field-name``; ``choices``: the values allowed; for a bool, ``switch``: the value
+    a bare flag sets, or ``words``: the words that stand for True and False
+    (default ``on`` / ``off``).
+    """
+    meta = {"help": help, "flag": flag, "choices": choices, "switch": switch, "words": words}
+    return field(default=default, metadata=meta)
+
+
 # Upper bounds on sizes, far above any use of the kit and far below what would exhaust a
 # machine's memory before a single step: a mistyped or crafted size is refused by name.
 LIMITS = {"image_size": 1024, "channels": 16, "latent_dim": 16384, "num_frames": 512,
@@ -85,29 +98,34 @@ def _widths(name: str, value) -> None:
 class ModelConfig:
     """Sizes of the VAE, the critic and the weight predictor."""
 
-    image_size: int = 128  # H = W of every image
-    channels: int = 3  # image channels (RGB)
-    widths: tuple[int, ...] = (32, 64, 128, 256)  # encoder conv widths; each block halves H, W
-    critic_widths: tuple[int, ...] = (32, 64, 128, 256)  # critic conv widths, same rule
-    critic_pool: str = "max"  # the critic's downsampling, "max" or "avg" (CRITIC_POOLS)
-    decoder_convs: int = 1  # ConvTranspose2d layers per decoder resolution (extra ones 3x3, stride 1)
-    decoder_upsample: str = "transposed"  # "transposed" or "resize" (DECODER_UPSAMPLES)
-    decoder_norm: str = "none"  # "none" or "pixel" (DECODER_NORMS)
-    critic_convs: int = 1  # Conv2d layers per critic block
-    critic_mbstd: bool = False  # the critic sees the minibatch standard deviation (ProGAN)
-    latent_dim: int = 128  # size of z, the noise vector the decoder turns into an image
-    num_frames: int = 8  # T, frames of the synthetic video the predictor watches
-    predictor_filters: int = 32  # Conv3d filters in every predictor block (the seed's 32)
-    predictor_blocks: int = 2  # Conv3d -> ReLU -> MaxPool3d blocks
-    # Spatial stride of the first Conv3d: 2 lets it look at every frame in full detail
-    # (3x3x3 taps at every other pixel) for a quarter of the FLOPs and activations.
-    predictor_stride: int = 2
-    predictor_hidden: int = 64  # width of the predictor head's hidden layer
-    delta_targets: tuple[str, ...] = DEFAULT_DELTA_TARGETS  # VAE parameter names or globs
-    delta_mode: str = "per_sample"  # each image its own delta, or the batch mean
-    delta_param: str = "dense"  # a number per weight, added; per channel pair, multiplying; or low rank
-    delta_rank: int = 4  # r of the low-rank deltas A B (delta_param "lora")
-    delta_source: str = "video"  # the predictor watching the video, or one learned constant
+    image_size: int = opt(128, "H = W of every image")
+    channels: int = opt(3, "image channels (RGB)")
+    widths: tuple[int, ...] = opt((32, 64, 128, 256), "encoder conv widths; each block halves H, W")
+    critic_widths: tuple[int, ...] = opt((32, 64, 128, 256), "critic conv widths, same rule")
+    critic_pool: str = opt("max", "the critic's downsampling", choices=CRITIC_POOLS)
+    decoder_convs: int = opt(1, "ConvTranspose2d layers per decoder resolution (extra ones 3x3, stride 1)")
+    decoder_upsample: str = opt("transposed", "how the decoder doubles H and W", choices=DECODER_UPSAMPLES)
+    decoder_norm: str = opt("none", "after every decoder ReLU", choices=DECODER_NORMS)
+    critic_convs: int = opt(1, "Conv2d layers per critic block")
+    critic_mbstd: bool = opt(False, "the critic also sees the minibatch standard deviation (ProGAN)",
+                             switch=True)
+    latent_dim: int = opt(128, "size of z, the noise vector the decoder turns into an image")
+    num_frames: int = opt(8, "T, frames of the synthetic video the predictor watches", flag="--frames")
+    predictor_filters: int = opt(32, "Conv3d filters in every predictor block (the seed's 32)")
+    predictor_blocks: int = opt(2, "Conv3d -> ReLU -> MaxPool3d blocks")
+    # 2 lets the first Conv3d look at every frame in full detail (3x3x3 taps at every
+    # other pixel) for a quarter of the FLOPs and activations.
+    predictor_stride: int = opt(2, "spatial stride of the predictor's first Conv3d")
+    predictor_hidden: int = opt(64, "width of the predictor head's hidden layer")
+    delta_targets: tuple[str, ...] = opt(DEFAULT_DELTA_TARGETS, "VAE parameters the predictor "
+                                         "adjusts (names or globs, e.g. 'decoder.out.*')",
+                                         flag="--targets")
+    delta_mode: str = opt("per_sample", "each image its own delta, or the batch mean", choices=DELTA_MODES)
+    delta_param: str = opt("dense", "a number per weight, added (dense); per channel pair, scaling "
+                           "theta (channel); or a low-rank product A B (lora)", choices=DELTA_PARAMS)
+    delta_rank: int = opt(4, "r of the low-rank deltas A B (delta_param lora)")
+    delta_source: str = opt("video", "the predictor watching each image's video, or one learned "
+                            "delta for every image (an ablation)", choices=DELTA_SOURCES)
 
     def __post_init__(self):
         for name in ("image_size", "channels", "latent_dim", "num_frames", "predictor_filters",
@@ -153,12 +171,12 @@ class ModelConfig:
 class VideoConfig:
     """How a synthetic video is made from one image (amounts reached at the last frame)."""
 
-    noise: float = 0.03  # std of the added noise field
-    shift: float = 2.0  # drift, in pixels (sub-pixel per frame)
-    zoom: float = 0.05  # relative zoom in or out
-    rotation: float = 3.0  # degrees
-    brightness: float = 0.1  # relative brightness change
-    detach: bool = True  # cut gradients from the predictor back into the image
+    noise: float = opt(0.03, "std of the added noise field")
+    shift: float = opt(2.0, "drift, in pixels (sub-pixel per frame)")
+    zoom: float = opt(0.05, "relative zoom in or out")
+    rotation: float = opt(3.0, "degrees")
+    brightness: float = opt(0.1, "relative brightness change")
+    detach: bool = opt(True, "cut gradients from the predictor back into the image")
 
     def __post_init__(self):
         for name in ("noise", "shift", "zoom", "rotation", "brightness"):
@@ -171,34 +189,34 @@ class VideoConfig:
 class TrainConfig:
     """Optimisation. Defaults follow the WGAN-GP references (Gulrajani et al., 2017)."""
 
-    steps: int = 20000  # generator steps of a whole run
-    n_critic: int = 5  # critic steps per generator step
-    gp_weight: float = 10.0  # lambda, weight of the gradient penalty
-    lr: float = 1e-4  # Adam learning rate, generator (VAE + predictor) and critic
-    betas: tuple[float, float] = (0.0, 0.9)  # Adam betas
-    beta: float = 1.0  # weight of the KL term in the VAE loss (a beta-VAE's beta)
-    vae_weight: float = 1.0  # weight of the per-pixel VAE loss against -E[D(fake)]
-    # Scale of the VAE's Gaussian likelihood per value; 1/sqrt(2) makes it the plain sum
-    # of squared errors; 0 calibrates it to the batch's error (losses.gaussian_nll).
-    recon_sigma: float = 0.0
-    # Reconstructions decoded by the whole generator (theta + the delta the predictor
-    # gives for the image's own video), as samples are; False: by the base weights alone.
-    recon_through_generator: bool = True
-    # The critic also judges reconstructions (half its fakes; the generator's adversarial
-    # term covers them too), as in the VAE-GAN of Larsen et al. (2016).
-    adversarial_recon: bool = False
-    # Weight averaging of the generator (StyleGAN's G_ema): after every step the
-    # averaged copy moves 1 - ema_decay of the way to the trained weights; samples,
-    # SWD, videos and widgets use it. 0 turns it off.
-    ema_decay: float = 0.999
-    augment: str = ""  # DiffAugment policy for the critic's inputs, e.g. "color,translation,cutout"
-    use_predictor: bool = True  # False: the plain VAE-WGAN-GP baseline
-    in_memory: bool = True  # decode the dataset once into memory
-    num_workers: int = 2  # loader processes when not in memory
-    log_every: int = 10  # steps between metric lines and progress updates
-    sample_every: int = 200  # steps between sample grids
-    checkpoint_every: int = 200  # steps between checkpoints (and one at the end)
-    swd_images: int = 256  # images per set for the SWD quality measure
+    steps: int = opt(20000, "generator steps of the whole run")
+    n_critic: int = opt(5, "critic steps per generator step")
+    gp_weight: float = opt(10.0, "lambda, weight of the gradient penalty")
+    lr: float = opt(1e-4, "Adam learning rate, generator (VAE + predictor) and critic")
+    betas: tuple[float, float] = opt((0.0, 0.9), "Adam betas")
+    beta: float = opt(1.0, "weight of the KL term in the VAE loss (a beta-VAE's beta)")
+    vae_weight: float = opt(1.0, "weight of the per-pixel VAE loss against -E[D(fake)]")
+    # 1/sqrt(2) makes the VAE's likelihood the plain sum of squared errors.
+    recon_sigma: float = opt(0.0, "scale of the VAE's Gaussian likelihood per value; 0: calibrated "
+                             "to the batch's error (losses.gaussian_nll)")
+    # One generator for samples and reconstructions alike; "base" gives the delta a job of its own.
+    recon_through_generator: bool = opt(True, "decode reconstructions with theta + the delta of "
+                                        "their own video (generator), or with theta alone (base)",
+                                        flag="--recon-through", words={"generator": True, "base": False})
+    adversarial_recon: bool = opt(False, "the critic also judges reconstructions (half its fakes), "
+                                  "as in the VAE-GAN of Larsen et al. (2016)")
+    # StyleGAN's G_ema: samples, SWD, videos and widgets use the average.
+    ema_decay: float = opt(0.999, "weight averaging of the generator: after every step the average "
+                           "moves 1 - ema_decay of the way to the trained weights; 0: off")
+    augment: str = opt("", "DiffAugment policy for the critic's inputs, e.g. color,translation,cutout")
+    use_predictor: bool = opt(True, "train the plain VAE-WGAN-GP, without the weight predictor",
+                              flag="--no-predictor", switch=False)
+    in_memory: bool = opt(True, "decode the dataset once into memory")
+    num_workers: int = opt(2, "loader processes when not in memory")
+    log_every: int = opt(10, "steps between metric lines and progress updates")
+    sample_every: int = opt(200, "steps between sample grids")
+    checkpoint_every: int = opt(200, "steps between checkpoints (and one at the end)")
+    swd_images: int = opt(256, "images per set for the SWD quality measure")
 
     def __post_init__(self):
         for name in ("steps", "n_critic", "log_every", "sample_every", "checkpoint_every", "swd_images"):
@@ -231,8 +249,8 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     video: VideoConfig = field(default_factory=VideoConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    batch_size: int = 16  # images per training step
-    seed: int = 0  # seeds weights, noise vectors and data order
+    batch_size: int = opt(16, "images per training step")
+    seed: int = opt(0, "seeds weights, noise vectors and data order")
 
     def __post_init__(self):
         check_positive("batch_size", self.batch_size, LIMITS["batch_size"])
@@ -306,16 +324,11 @@ PRESETS = {
                           swd_images=64),
         batch_size=4,
     ),
-    # Tuned to learn visibly within `make train`'s 10 minutes on a 2-core CPU: fewer
-    # critic steps, a larger learning rate and a stronger VAE term than the references.
-    # Unstrided predictor: at 32 px a stride would leave it 16 px frames. (One make
-    # train with stride 2 ended at an SWD ratio of 0.25; unstrided runs end at 0.19-0.24.)
-    # A short weight average: at 600 steps a fixed decay of 0.95 ended lowest in SWD in
-    # four of four comparisons against 0.99 and the 0.999 default (README, Training).
-    # The critic judges reconstructions as well as samples (VAE-GAN): over 1,200 steps
-    # and 3 seeds SWD 0.184 +- 0.013 -> 0.151 +- 0.009, lower on every seed (README).
-    # Learning rate 2e-3 (was 5e-4) with gp_weight 5: over 1,000 steps SWD 0.161 +- 0.004
-    # (3 seeds) -> 0.107 +- 0.025 (2) on a GPU screen, and lower on the CPU (README).
+    # Tuned to learn visibly within `make train`'s minutes on a 2-core CPU: fewer critic
+    # steps, a larger learning rate and a stronger VAE term than the references; an
+    # unstrided predictor (a stride would leave it 16 px frames); a short weight average;
+    # the critic judging reconstructions too. Each choice was screened against the one
+    # before it: docs/training.md says what each study measured.
     "cpu": Config(
         model=ModelConfig(image_size=32, widths=(32, 64, 128), critic_widths=(32, 64, 128),
                           latent_dim=64, num_frames=6, predictor_filters=16, predictor_hidden=32,

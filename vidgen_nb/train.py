@@ -22,28 +22,14 @@ from torchvision.utils import save_image
 
 from .checkpoint import CHECKPOINT, RUNS
 from .files import atomic_write, escape_unprintable_output
-from .config import (DECODER_NORMS, DECODER_UPSAMPLES, DELTA_MODES, DELTA_PARAMS, DELTA_SOURCES,
-                     PRESETS, Config)
+from .config import PRESETS, Config
 from .data import CLASSES, DatasetError
 from .device import PRECISIONS, pick_device
 from .media import save_gif
+from .options import RUN_FIELDS, add_config_options, flag, flat, given_fields, option_error
 from .plots import plot_losses
 from .training import NonFiniteLossError, Trainer, TrainingInterrupted
 from .video import synthetic_video
-
-# Config field -> the option that sets it, to name options in error messages.
-OPTIONS = {
-    "batch_size": "--batch-size", "image_size": "--image-size", "num_frames": "--frames",
-    "delta_targets": "--targets", "delta_mode": "--delta-mode", "n_critic": "--n-critic",
-    "use_predictor": "--no-predictor", "steps": "--steps", "seed": "--seed", "lr": "--lr",
-    "device": "--device", "checkpoint_every": "--checkpoint-every", "delta_param": "--delta-param",
-    "delta_source": "--delta-source", "delta_rank": "--delta-rank",
-    "ema_decay": "--ema-decay", "augment": "--augment", "recon_sigma": "--recon-sigma",
-    "adversarial_recon": "--adversarial-recon", "recon_through_generator": "--recon-through",
-    "decoder_convs": "--decoder-convs", "critic_convs": "--critic-convs",
-    "decoder_upsample": "--decoder-upsample", "decoder_norm": "--decoder-norm",
-}
-
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str):
@@ -63,83 +49,41 @@ def build_parser() -> Parser:
     p.add_argument("--out", metavar="FOLDER", help="run folder (default: runs/<preset>)")
     p.add_argument("--preset", choices=tuple(PRESETS),
                    help="sizes and settings to start from (default: cpu)")
-    p.add_argument("--steps", type=int, help="total generator steps of the run (default: the preset's)")
-    p.add_argument("--batch-size", type=int, help="images per step")
-    p.add_argument("--image-size", type=int, help="height = width of the images")
-    p.add_argument("--frames", type=int, help="frames T of the synthetic video")
-    p.add_argument("--targets", nargs="+", metavar="PATTERN",
-                   help="VAE parameters the predictor adjusts (names or globs, e.g. 'decoder.out.*')")
-    p.add_argument("--delta-mode", choices=DELTA_MODES,
-                   help="a delta per image (default) or the batch mean")
-    p.add_argument("--delta-param", choices=DELTA_PARAMS,
-                   help="a number per weight, added (dense); per channel pair, scaling theta "
-                        "(channel); or a low-rank product A B per weight matrix (lora)")
-    p.add_argument("--delta-rank", type=int, metavar="R", help="rank of the lora deltas (default 4)")
-    p.add_argument("--delta-source", choices=DELTA_SOURCES,
-                   help="the predictor watching each image's video (default), or one learned "
-                        "delta for every image (an ablation)")
-    p.add_argument("--ema-decay", type=float,
-                   help="weight averaging of the generator (G_ema) per step; 0: off")
-    p.add_argument("--augment", metavar="POLICY",
-                   help="DiffAugment for the critic, e.g. color,translation,cutout; '' for none")
-    p.add_argument("--recon-sigma", type=float,
-                   help="scale of the VAE's Gaussian likelihood per value; 0: calibrated")
-    p.add_argument("--adversarial-recon", choices=("on", "off"),
-                   help="the critic also judges reconstructions (half its fakes), as in a VAE-GAN")
-    p.add_argument("--recon-through", choices=("generator", "base"),
-                   help="decode reconstructions with theta + the delta of their own video "
-                        "(generator), or with the base weights theta alone (base)")
-    p.add_argument("--decoder-convs", type=int, metavar="K",
-                   help="transposed convolutions per decoder resolution (default 1; extra ones 3x3)")
-    p.add_argument("--decoder-upsample", choices=DECODER_UPSAMPLES,
-                   help="how the decoder doubles H and W: ConvTranspose2d(4x4, stride 2) "
-                        "(transposed), or nearest 2x then ConvTranspose2d(3x3) (resize)")
-    p.add_argument("--decoder-norm", choices=DECODER_NORMS,
-                   help="pixel: ProGAN's pixelwise normalisation after every decoder ReLU")
-    p.add_argument("--critic-convs", type=int, metavar="K", help="convolutions per critic block (default 1)")
-    p.add_argument("--critic-mbstd", action="store_true",
-                   help="the critic also sees the minibatch standard deviation (ProGAN)")
-    p.add_argument("--no-predictor", action="store_true",
-                   help="train the plain VAE-WGAN-GP, without the weight predictor")
-    p.add_argument("--n-critic", type=int, help="critic steps per generator step")
-    p.add_argument("--lr", type=float, help="Adam learning rate")
+    p.add_argument("--resume", metavar="PATH|auto",
+                   help="continue from a checkpoint; 'auto': the one in --out, if any. Options "
+                        f"{', '.join(flag(n) for n in RUN_FIELDS)}, --device, --precision and "
+                        "--quiet apply to the resumed run; any other must match the checkpoint")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="bf16 autocast or fp32; auto: bf16 on CUDA, fp32 elsewhere (bf16 "
-                        "on a CPU only when asked for: README, Speed)")
-    p.add_argument("--seed", type=int, help="random seed (weights, noise, data order)")
-    p.add_argument("--resume", metavar="PATH|auto",
-                   help="continue from a checkpoint; 'auto': the one in --out, if any")
-    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
+                        "on a CPU only when asked for: docs/speed.md)")
     p.add_argument("--skip-bad", action="store_true", help="leave out unreadable images, listing them")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_options(p)
     return p
 
 
 def config_from_args(args) -> Config:
-    """The preset with the options given on the command line."""
-    overrides = {
-        "batch_size": args.batch_size, "image_size": args.image_size, "num_frames": args.frames,
-        "delta_targets": tuple(args.targets) if args.targets else None,
-        "delta_mode": args.delta_mode, "n_critic": args.n_critic, "steps": args.steps,
-        "seed": args.seed, "lr": args.lr, "use_predictor": False if args.no_predictor else None,
-        "checkpoint_every": args.checkpoint_every, "delta_param": args.delta_param,
-        "delta_source": args.delta_source, "delta_rank": args.delta_rank,
-        "ema_decay": args.ema_decay, "augment": args.augment, "recon_sigma": args.recon_sigma,
-        "adversarial_recon": None if args.adversarial_recon is None else args.adversarial_recon == "on",
-        "recon_through_generator": None if args.recon_through is None else args.recon_through == "generator",
-        "decoder_convs": args.decoder_convs, "critic_convs": args.critic_convs,
-        "critic_mbstd": True if args.critic_mbstd else None,
-        "decoder_upsample": args.decoder_upsample, "decoder_norm": args.decoder_norm,
-    }
-    return Config.preset(args.preset or "cpu", **{k: v for k, v in overrides.items() if v is not None})
+    """The preset with the config fields given on the command line."""
+    return Config.preset(args.preset or "cpu", **given_fields(args))
 
 
-def _option_error(exc: ValueError) -> str:
-    """'image_size=100: ...' -> '--image-size: image_size=100: ...'."""
-    text = str(exc)
-    field = text.split("=")[0].split("[")[0]
-    return f"{OPTIONS[field]}: {text}" if field in OPTIONS else text
+def check_resume_options(args, given: dict, stored: Config, checkpoint) -> dict:
+    """The fields a resumed run applies; ``ValueError`` naming the first option given
+    on the command line that differs from the checkpoint's config.
+
+    ``RUN_FIELDS`` may change within a run and are applied; every other field given
+    (one by one, or as part of ``--preset``) must equal the stored value.
+    """
+    theirs = flat(stored)
+    asked = {**(flat(Config.preset(args.preset)) if args.preset else theirs), **given}
+    for name in theirs:
+        if name not in RUN_FIELDS and asked[name] != theirs[name]:
+            option = flag(name) if name in given else f"--preset {args.preset}"
+            raise ValueError(f"{option}: {name} is {theirs[name]!r} in the checkpoint {checkpoint} "
+                             f"and {asked[name]!r} on this command line; a resumed run keeps its "
+                             "settings (leave the option out, or start a new run with another --out)")
+    return {k: v for k, v in given.items() if k in RUN_FIELDS}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,25 +108,17 @@ def _main(argv: list[str] | None, where: dict) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        cfg = config_from_args(args)
+        given = given_fields(args)
+        cfg = Config.preset(args.preset or "cpu", **given)
         pick_device(args.device)
     except ValueError as exc:
-        parser.error(_option_error(exc))
+        parser.error(option_error(exc))
     out = Path(args.out) if args.out else RUNS / (args.preset or "cpu")
     resume = out / CHECKPOINT if args.resume == "auto" else args.resume
     if resume and not Path(resume).is_file():
         if args.resume != "auto":
             parser.error(f"--resume: checkpoint {resume} does not exist")
         resume = None
-    fixed = [OPTIONS[k] for k in ("batch_size", "image_size", "num_frames", "delta_targets",
-                                  "delta_mode", "n_critic", "lr", "seed", "delta_param", "delta_source",
-                                  "ema_decay", "augment", "recon_sigma", "adversarial_recon",
-                                  "recon_through_generator")
-             if getattr(args, {"num_frames": "frames", "delta_targets": "targets",
-                               "recon_through_generator": "recon_through"}.get(k, k)) is not None]
-    if resume and (fixed or args.no_predictor):
-        parser.error(f"{', '.join(fixed or ['--no-predictor'])}: a resumed run keeps the "
-                     f"settings stored in its checkpoint {resume}")
     if not resume and (out / CHECKPOINT).exists():
         parser.error(f"--out: {out} already holds a run; continue it with --resume auto, "
                      "or choose another --out")
@@ -203,13 +139,14 @@ def _main(argv: list[str] | None, where: dict) -> int:
     except OSError as exc:
         refuse(f"--out: cannot write the run folder {out}: {_os_reason(exc)}")
     except ValueError as exc:  # a refused or unfitting checkpoint, a bad target, ...
-        refuse(("--resume: " if resume else "") + _option_error(exc))
-    if resume and args.preset and Config.preset(args.preset).model != trainer.config.model:
-        refuse(f"--preset {args.preset}: the checkpoint {resume} was made with other sizes; "
-               "a resumed run keeps the settings stored in it")
-    if resume and args.checkpoint_every is not None:  # not a model setting: this run's choice
-        trainer.config = trainer.config.replace(checkpoint_every=args.checkpoint_every)
-    steps = args.steps if args.steps is not None else trainer.config.train.steps
+        refuse(("--resume: " if resume else "") + option_error(exc))
+    if resume:
+        try:
+            trainer.config = trainer.config.replace(
+                **check_resume_options(args, given, trainer.config, resume))
+        except ValueError as exc:
+            refuse(str(exc))
+    steps = trainer.config.train.steps
     say = print if trainer.is_main else (lambda *a, **k: None)  # rank 0 speaks for all
     if resume:
         say(f"resuming {resume} at step {trainer.step} of {steps}")

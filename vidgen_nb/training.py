@@ -1,17 +1,9 @@
-"""One trainer for notebook cells and the ``vidgen-train`` command.
+"""One trainer for notebook cells and the ``vidgen-train`` command: the plumbing.
 
-Each step, in the seed's order made correct:
-
-1. ``n_critic`` critic steps, each on a real batch and freshly generated images
-   (``Generator.generate``: z -> base decode -> synthetic video -> predictor -> delta
-   -> patched decode), WGAN-GP loss;
-2. one generator step: the same generation with gradients, loss
-   -E[D(patched images)] + vae_weight * (-log-likelihood + beta * KL) per value on a
-   real batch, its reconstructions decoded by the same generator; one backward
-   updates the VAE's base weights and the predictor together;
-3. the averaged generator (``generator_ema``) moves towards the trained one.
-
-The critic may see both kinds of images through DiffAugment (``augment``).
+The math of one iteration (critic steps, the generator step, the weight average)
+lives in ``step.py``; the ``Trainer`` owns what surrounds it: building the networks
+and optimisers for a ``Config``, the real-image stream, the loop with its progress
+bar and metric log, signals, several processes (DDP), checkpoints and pictures.
 
 Checkpoints (``checkpoint.py``) are plain dicts written atomically; resuming continues
 exactly: real batches are a function of (seed, batch number), and the random state
@@ -39,10 +31,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
-from . import __version__
-from .augment import diff_augment
+from . import __version__, step
 from .checkpoint import (CHECKPOINT, check_same_model, check_state, load_checkpoint, load_part,
-                         save_atomic)
+                         read_metrics, save_atomic)
 from .config import Config
 from .data import ResumableBatchSampler, check_batch_size, endless_batches, is_builtin, load_dataset
 from .device import any_process, autocast, check_fits, init_distributed, replicas_agree, resolve_precision
@@ -50,21 +41,9 @@ from .files import atomic_write, lock_folder, remove_stale_writes
 from .evaluation import delta_figures, generate_fixed, real_floor, reconstruct, vae_figures
 from .judge import judge_shapes, load_judge
 from .generator import Generator
-from .losses import critic_loss, generator_adversarial_loss, vae_loss
 from .metrics import swd
 from .models import VAE, Discriminator
-
-
-def step_bytes(config: Config) -> int:
-    """A rough upper estimate of the memory one training step's activations take: the
-    synthetic videos, the predictor's first block and the decoder's widest layers, each
-    with its gradient and the copies ReLU and pooling keep (float32)."""
-    m, batch = config.model, config.batch_size
-    pixels = m.image_size**2
-    video = batch * m.num_frames * m.channels * pixels
-    predictor = batch * m.predictor_filters * m.num_frames * pixels // m.predictor_stride**2
-    decoder = batch * max(m.widths) * pixels
-    return 4 * (2 * video + 4 * predictor + 8 * decoder)
+from .step import GeneratorPass, Parts, reconstruct_sampled, step_bytes
 
 
 class NonFiniteLossError(RuntimeError):
@@ -77,33 +56,6 @@ class TrainingInterrupted(Exception):
     def __init__(self, signum: int, step: int, checkpoint: Path | None):
         self.signum, self.step, self.checkpoint = signum, step, checkpoint
         super().__init__(f"{signal.Signals(signum).name} at step {step}")
-
-
-class _GeneratorPass(nn.Module):
-    """The generator step's forward pass as one module, so that DDP can wrap it.
-
-    z (B, latent_dim), real (B, C, H, W) -> fake, delta, x_hat, mu, logvar. With
-    ``through_generator`` the reconstruction is ``generate`` of the encoding, else the
-    base decode ``vae(real)``.
-    """
-
-    def __init__(self, generator: Generator, through_generator: bool = False):
-        super().__init__()
-        self.generator = generator  # registered: DDP syncs the VAE and the predictor
-        self.through_generator = through_generator
-
-    def forward(self, z: torch.Tensor, real: torch.Tensor):
-        fake, delta = self.generator.generate(z, return_delta=True)
-        return fake, delta, *reconstruct_sampled(self.generator, real, self.through_generator)
-
-
-def reconstruct_sampled(generator: Generator, real: torch.Tensor, through_generator: bool):
-    """Training's reconstructions: real (B, C, H, W) -> x_hat, mu, logvar, x_hat decoded
-    from a posterior sample by the whole generator (theta + delta) or by theta alone."""
-    mu, logvar = generator.vae.encode(real)
-    z = generator.vae.reparameterize(mu, logvar)
-    x_hat = generator.generate(z) if through_generator else generator.vae.decode(z)
-    return x_hat, mu, logvar
 
 
 class Trainer:
@@ -138,9 +90,10 @@ class Trainer:
     def __init__(self, config: Config, *, data=None, out=None, device=None, skip_bad=False,
                  progress: bool = True, callback: Callable | None = None, verbose: bool = False,
                  precision: str = "auto", overwrite: bool = False, _resuming: bool = False):
-        self.config, m, t = config, config.model, config.train
+        self.config = config
         self.rank, self.world_size, self.device = init_distributed(device)
         self.precision = resolve_precision(precision, self.device)
+        m = config.model
         check_fits(step_bytes(config), self.device, f"batch_size={config.batch_size}, num_frames="
                    f"{m.num_frames}, image_size={m.image_size} (one training step)")
         self.is_main = self.rank == 0  # only rank 0 writes files and shows progress
@@ -155,7 +108,15 @@ class Trainer:
         self.progress, self.callback = progress and self.is_main, callback
         self.step, self.batches_seen, self.history = 0, 0, []
         self._stop_signal = None  # set by SIGINT / SIGTERM during train()
+        self._build_networks()
+        self._open_data(data, skip_bad=skip_bad, verbose=verbose)
+        if self.out:
+            self._open_folder(resuming=_resuming)
 
+    def _build_networks(self) -> None:
+        """The generator (VAE + predictor), its average, the critic, their optimisers,
+        and the ``Parts`` an iteration of ``step.py`` touches."""
+        config, m, t = self.config, self.config.model, self.config.train
         # Drawn in this order from the seed: VAE, critic, predictor (fixes every run's start).
         torch.manual_seed(config.seed)
         vae = VAE(m).to(self.device)
@@ -179,32 +140,36 @@ class Trainer:
         self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=t.lr, betas=t.betas)
         if self.rank:  # each process draws its own noise; rank 0 keeps the single-process stream
             torch.manual_seed(config.seed + 7919 * self.rank)
-        # What the optimisers' backward passes run through: under torchrun, PyTorch's
-        # DistributedDataParallel, which averages gradients across processes.
-        self._generator_pass: nn.Module = _GeneratorPass(self.generator, t.recon_through_generator)
-        self._critic_net: nn.Module = self.critic
-        if self.world_size > 1:
+        generator_pass: nn.Module = GeneratorPass(self.generator, t.recon_through_generator)
+        critic_net: nn.Module = self.critic
+        if self.world_size > 1:  # PyTorch's DDP averages the gradients across processes
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self._generator_pass = DDP(self._generator_pass, device_ids=ids)
-            self._critic_net = DDP(self.critic, device_ids=ids)
+            generator_pass, critic_net = DDP(generator_pass, device_ids=ids), DDP(self.critic, device_ids=ids)
+        self._parts = Parts(self.generator, self.critic, self.generator_ema, self.opt_g, self.opt_d,
+                            generator_pass, critic_net, self.autocast, self._check_finite)
 
+    def _open_data(self, data, *, skip_bad: bool, verbose: bool) -> None:
+        """The dataset, the shape judge for it, and the fixed noise vectors of samples and SWD."""
+        m, t = self.config.model, self.config.train
         # The shape judge knows the built-in classes only: runs on other data go unjudged.
         self.judge = load_judge(m.image_size) if data is None or is_builtin(data) else None
         self.dataset = load_dataset(data, image_size=m.image_size, in_memory=t.in_memory,
                                     num_workers=t.num_workers, skip_bad=skip_bad, verbose=verbose)
-        check_batch_size(self.dataset, config.batch_size, self.world_size)
+        check_batch_size(self.dataset, self.config.batch_size, self.world_size)
         self._batches = None  # the real-image stream, opened at the current position
         # Fixed noise vectors for sample grids and SWD, from their own generator so
         # that looking at samples never changes the training's random stream.
-        g = torch.Generator().manual_seed(config.seed + 1)
+        g = torch.Generator().manual_seed(self.config.seed + 1)
         self.fixed_z = torch.randn(max(64, t.swd_images), m.latent_dim, generator=g).to(self.device)
-        if self.out:
-            self.out.mkdir(parents=True, exist_ok=True)
-            if not _resuming:  # a new run: metrics of an earlier start that never checkpointed go
-                (self.out / "metrics.jsonl").unlink(missing_ok=True)
-            with atomic_write(self.out / "config.json") as tmp:
-                tmp.write_text(json.dumps(config.to_dict(), indent=1))
-            remove_stale_writes(self.out)
+
+    def _open_folder(self, *, resuming: bool) -> None:
+        """The run folder with this run's ``config.json``; a new run drops old metrics."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        if not resuming:  # a new run: metrics of an earlier start that never checkpointed go
+            (self.out / "metrics.jsonl").unlink(missing_ok=True)
+        with atomic_write(self.out / "config.json") as tmp:
+            tmp.write_text(json.dumps(self.config.to_dict(), indent=1))
+        remove_stale_writes(self.out)
 
     @property
     def vae(self) -> VAE:
@@ -256,72 +221,19 @@ class Trainer:
         x = next(self._batches).to(self.device, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
-    def _augment(self, x: torch.Tensor) -> torch.Tensor:
-        """The critic's view of images: DiffAugment's transformations (``augment``), if any."""
-        return diff_augment(x, self.config.train.augment)
-
     def critic_step(self, real: torch.Tensor) -> dict[str, float]:
-        """One WGAN-GP update of the critic on real vs freshly generated images."""
-        with torch.no_grad(), self.autocast():
-            if self.config.train.adversarial_recon:  # half samples, half reconstructions
-                half = len(real) // 2
-                fake = torch.cat([self.generator.generate(self.vae.sample_z(len(real) - half)),
-                                  reconstruct_sampled(self.generator, real[len(real) - half:],
-                                                      self.config.train.recon_through_generator)[0]])
-            else:
-                fake = self.generator.generate(self.vae.sample_z(len(real)))
-        with self.autocast():
-            real, fake = self._augment(real), self._augment(fake)
-            loss, stats = critic_loss(self._critic_net, real, fake, gp_critic=self.critic,
-                                      gp_weight=self.config.train.gp_weight)
-        self._check_finite("critic", loss)
-        self.opt_d.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_d.step()
-        return stats
+        """One WGAN-GP update of the critic on real vs freshly generated images (``step.py``)."""
+        return step.critic_step(self._parts, real, self.config.train)
 
     def generator_step(self, real: torch.Tensor) -> dict[str, float]:
-        """One update of the VAE's base weights and the predictor, together."""
-        t = self.config.train
-        self.critic.requires_grad_(False)  # the critic is only a judge here
-        try:
-            with self.autocast():
-                fake, delta, x_hat, mu, logvar = self._generator_pass(self.vae.sample_z(len(real)), real)
-                judged = torch.cat([fake, x_hat]) if t.adversarial_recon else fake
-                adv = generator_adversarial_loss(self.critic, self._augment(judged))
-                vae_term, stats = vae_loss(x_hat.float(), real.float(), mu.float(), logvar.float(),
-                                           beta=t.beta, sigma=t.recon_sigma)
-                loss = adv.float() + t.vae_weight * vae_term
-            self._check_finite("generator", loss)
-            self.opt_g.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt_g.step()
-            self._update_ema()
-        finally:
-            self.critic.requires_grad_(True)
-        stats.update(generator=loss.item(), adversarial=adv.item())
-        if delta is not None:
-            stats["delta_rms"] = delta.float().square().mean().sqrt().item()
+        """One update of the VAE's base weights and the predictor, then the average (``step.py``)."""
+        stats = step.generator_step(self._parts, real, self.config.train)
+        step.update_ema(self._parts, self.config.train, self.step)
         return stats
-
-    @torch.no_grad()
-    def _update_ema(self) -> None:
-        """Move the averaged generator 1 - decay of the way towards the trained one.
-
-        The decay ramps up as (1 + step) / (10 + step) until it reaches ``ema_decay``, so
-        that early on the average is not dominated by the random starting weights.
-        """
-        if self.generator_ema is self.generator:
-            return
-        decay = min(self.config.train.ema_decay, (1 + self.step) / (10 + self.step))
-        averaged, trained = list(self.generator_ema.parameters()), list(self.generator.parameters())
-        torch._foreach_lerp_(averaged, trained, 1 - decay)
 
     def train_step(self) -> dict[str, float]:
         """``n_critic`` critic steps, then one generator step; returns the last losses."""
-        for _ in range(self.config.train.n_critic):
-            stats = self.critic_step(self._real())
-        stats.update(self.generator_step(self._real()))
+        stats = step.train_step(self._parts, self._real, self.config.train, self.step)
         self.step += 1
         return stats
 
@@ -534,19 +446,3 @@ class Trainer:
             with atomic_write(metrics) as tmp:
                 tmp.write_text("".join(json.dumps(r) + "\n" for r in trainer.history))
         return trainer
-
-
-def read_metrics(path: str | os.PathLike) -> list[dict]:
-    """The records of a run's ``metrics.jsonl``; a line cut short (a crash or a full disk
-    mid-write) is dropped, a missing file gives none."""
-    records = []
-    if not Path(path).is_file():
-        return records
-    for line in Path(path).read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and isinstance(record.get("step"), int):
-            records.append(record)
-    return records

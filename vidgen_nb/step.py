@@ -1,0 +1,169 @@
+"""One training iteration, top to bottom: the math, and none of the plumbing.
+
+    repeat n_critic times:  critic_step     the critic learns to tell real from generated
+    once:                   generator_step  the VAE and the predictor learn together
+    then:                   update_ema      the averaged generator follows the trained one
+
+Every generated image is made by ``Generator.generate``: z -> base decode -> synthetic
+video -> predictor -> delta -> decode again with theta + delta. The trainer
+(``training.py``) owns what surrounds an iteration: the loop, data, signals, DDP,
+checkpoints and logging. It builds the ``Parts`` an iteration touches and calls
+``train_step``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, ContextManager
+
+import torch
+from torch import nn
+
+from .augment import diff_augment
+from .config import Config, TrainConfig
+from .generator import Generator
+from .losses import critic_loss, generator_adversarial_loss, vae_loss
+
+
+@dataclass
+class Parts:
+    """What one iteration reads and updates.
+
+    ``generator_pass`` and ``critic_net`` are what backward passes run through: the
+    ``GeneratorPass`` and the critic themselves, or under torchrun their
+    DistributedDataParallel wrappers (which average gradients across processes).
+    """
+
+    generator: Generator
+    critic: nn.Module
+    generator_ema: Generator  # the weight average; ``generator`` itself when ema_decay is 0
+    opt_g: torch.optim.Optimizer  # the VAE's base weights and the predictor
+    opt_d: torch.optim.Optimizer  # the critic
+    generator_pass: nn.Module
+    critic_net: nn.Module
+    autocast: Callable[[], ContextManager]  # bf16 autocast, or nothing for fp32
+    check_finite: Callable[[str, torch.Tensor], None]  # raises before a NaN loss reaches the weights
+
+
+class GeneratorPass(nn.Module):
+    """The generator step's forward pass as one module, so that DDP can wrap it.
+
+    z (B, latent_dim), real (B, C, H, W) -> fake, delta, x_hat, mu, logvar.
+    """
+
+    def __init__(self, generator: Generator, through_generator: bool = False):
+        super().__init__()
+        self.generator = generator  # registered: DDP syncs the VAE and the predictor
+        self.through_generator = through_generator
+
+    def forward(self, z: torch.Tensor, real: torch.Tensor):
+        fake, delta = self.generator.generate(z, return_delta=True)
+        return fake, delta, *reconstruct_sampled(self.generator, real, self.through_generator)
+
+
+def reconstruct_sampled(generator: Generator, real: torch.Tensor, through_generator: bool):
+    """Training's reconstructions: real (B, C, H, W) -> x_hat, mu, logvar, x_hat decoded
+    from a posterior sample z = mu + sigma * eps by the whole generator (theta + delta,
+    the delta of x_hat's own video) or by the base weights theta alone."""
+    mu, logvar = generator.vae.encode(real)
+    z = generator.vae.reparameterize(mu, logvar)
+    x_hat = generator.generate(z) if through_generator else generator.vae.decode(z)
+    return x_hat, mu, logvar
+
+
+def critic_step(parts: Parts, real: torch.Tensor, t: TrainConfig) -> dict[str, float]:
+    """One WGAN-GP update of the critic D on real images and freshly generated ones.
+
+    L_D = E[D(fake)] - E[D(real)] + gp_weight * E[(||grad D(x_mix)|| - 1)^2],
+    x_mix = e * real + (1 - e) * fake, e ~ U(0, 1) per image (``losses.critic_loss``).
+    With ``adversarial_recon`` half the fakes are reconstructions of real images (VAE-GAN).
+    Both kinds pass through DiffAugment (``augment``), if any.
+    """
+    generator = parts.generator
+    with torch.no_grad(), parts.autocast():
+        if t.adversarial_recon:  # half samples, half reconstructions
+            half = len(real) // 2
+            fake = torch.cat([generator.generate(generator.vae.sample_z(len(real) - half)),
+                              reconstruct_sampled(generator, real[len(real) - half:],
+                                                  t.recon_through_generator)[0]])
+        else:
+            fake = generator.generate(generator.vae.sample_z(len(real)))
+    with parts.autocast():
+        real, fake = diff_augment(real, t.augment), diff_augment(fake, t.augment)
+        loss, stats = critic_loss(parts.critic_net, real, fake, gp_critic=parts.critic,
+                                  gp_weight=t.gp_weight)
+    parts.check_finite("critic", loss)
+    parts.opt_d.zero_grad(set_to_none=True)
+    loss.backward()
+    parts.opt_d.step()
+    return stats
+
+
+def generator_step(parts: Parts, real: torch.Tensor, t: TrainConfig) -> dict[str, float]:
+    """One update of the VAE's base weights theta and the predictor, by one backward.
+
+    L_G = -E[D(fake)] + vae_weight * (-log p(real | x_hat) + beta * KL(q(z|real) || N(0, I)))
+    per value, fake = decode(z; theta + delta(video(decode(z; theta)))), x_hat the real
+    batch's reconstructions (``losses.vae_loss``). The critic only judges here: its
+    weights get no gradient.
+    """
+    parts.critic.requires_grad_(False)
+    try:
+        with parts.autocast():
+            z = parts.generator.vae.sample_z(len(real))
+            fake, delta, x_hat, mu, logvar = parts.generator_pass(z, real)
+            judged = torch.cat([fake, x_hat]) if t.adversarial_recon else fake
+            adv = generator_adversarial_loss(parts.critic, diff_augment(judged, t.augment))
+            vae_term, stats = vae_loss(x_hat.float(), real.float(), mu.float(), logvar.float(),
+                                       beta=t.beta, sigma=t.recon_sigma)
+            loss = adv.float() + t.vae_weight * vae_term
+        parts.check_finite("generator", loss)
+        parts.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        parts.opt_g.step()
+    finally:
+        parts.critic.requires_grad_(True)
+    stats.update(generator=loss.item(), adversarial=adv.item())
+    if delta is not None:
+        stats["delta_rms"] = delta.float().square().mean().sqrt().item()
+    return stats
+
+
+@torch.no_grad()
+def update_ema(parts: Parts, t: TrainConfig, step: int) -> None:
+    """theta_ema <- decay * theta_ema + (1 - decay) * theta, after generator step ``step + 1``.
+
+    The decay ramps up as (1 + step) / (10 + step) until it reaches ``ema_decay``, so
+    that early on the average is not dominated by the random starting weights.
+    """
+    if parts.generator_ema is parts.generator:
+        return
+    decay = min(t.ema_decay, (1 + step) / (10 + step))
+    averaged, trained = list(parts.generator_ema.parameters()), list(parts.generator.parameters())
+    torch._foreach_lerp_(averaged, trained, 1 - decay)
+
+
+def train_step(parts: Parts, next_real: Callable[[], torch.Tensor], t: TrainConfig,
+               step: int) -> dict[str, float]:
+    """``n_critic`` critic steps, one generator step, the average; returns the last losses.
+
+    ``next_real()`` gives the next real batch (B, C, H, W); ``step`` is the number of
+    generator steps done before this one.
+    """
+    for _ in range(t.n_critic):
+        stats = critic_step(parts, next_real(), t)
+    stats.update(generator_step(parts, next_real(), t))
+    update_ema(parts, t, step)
+    return stats
+
+
+def step_bytes(config: Config) -> int:
+    """A rough upper estimate of the memory one training step's activations take: the
+    synthetic videos, the predictor's first block and the decoder's widest layers, each
+    with its gradient and the copies ReLU and pooling keep (float32)."""
+    m, batch = config.model, config.batch_size
+    pixels = m.image_size**2
+    video = batch * m.num_frames * m.channels * pixels
+    predictor = batch * m.predictor_filters * m.num_frames * pixels // m.predictor_stride**2
+    decoder = batch * max(m.widths) * pixels
+    return 4 * (2 * video + 4 * predictor + 8 * decoder)
