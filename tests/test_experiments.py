@@ -7,6 +7,7 @@ import pytest
 
 from vidgen_nb import experiments
 from vidgen_nb.experiments import ARMS, Study, StudyInterrupted, arm_config, main, run_arm
+from vidgen_nb.config import Config
 from vidgen_nb.training import Trainer
 
 TINY = dict(preset="tiny", steps=4, swd_every=2)
@@ -116,3 +117,41 @@ def test_the_summary_statistics():
     assert experiments.mean_sd([1.0, 3.0]) == (2.0, pytest.approx(2**0.5))
     mean, sd = experiments.mean_sd([5.0])
     assert mean == 5.0 and sd != sd  # one seed: no spread to report (nan)
+
+
+def test_arms_as_data_a_two_arm_study_of_the_tiny_preset_through_the_command_line(tmp_path, capsys):
+    out = tmp_path / "arms"
+    assert main(["--out", str(out), "--preset", "tiny", "--steps", "2", "--swd-every", "2", "--seeds", "0",
+                 "--arm", "base:", "--arm", "wide:widths=8,32,critic_widths=16,16", "--lr", "5e-4",
+                 "--quiet"]) == 0
+    summary = json.loads((out / "results.json").read_text())
+    assert list(summary["arms"]) == ["base", "wide"] and summary["baseline"] == "base"
+    wide = Config.from_dict(summary["runs"][1]["config"])
+    assert wide.model.widths == (8, 32) and wide.model.critic_widths == (16, 16)
+    assert wide.train.lr == 5e-4 and Config.from_dict(summary["runs"][0]["config"]).train.lr == 5e-4
+    for run in summary["runs"]:  # every figure of evaluate() at every point of the schedule
+        assert [p["step"] for p in run["points"]] == [0, 2]
+        assert {"swd", "swd_floor", "recon_rms", "delta_spread", "shapes_named"} <= set(run["points"][-1])
+    assert "shapes_named_minus_base" in summary["arms"]["wide"]
+    assert "--arm base: --arm wide:widths=8,32,critic_widths=16,16 --set lr=0.0005" in summary["command"]
+    assert "| wide |" in capsys.readouterr().out
+
+
+def test_a_spec_file_makes_the_same_study_and_bad_specs_are_named(tmp_path, capsys):
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"preset": "tiny", "steps": 2, "swd_every": 2, "seeds": [0],
+                                "set": {"lr": 5e-4}, "arms": {"base": {}, "z4": {"set": {"latent_dim": 4},
+                                                                                  "seeds": [0, 1]}}}))
+    study = experiments.study_from_args(experiments.build_parser().parse_args(
+        ["--spec", str(spec), "--out", str(tmp_path / "s")]))
+    assert study.runs() == [("base", 0), ("z4", 0), ("z4", 1)]
+    assert study.config("z4", 1).model.latent_dim == 4 and study.config("base", 0).train.lr == 5e-4
+    assert f"--spec {spec}" in study.command()
+    spec.write_text(json.dumps({"arms": {"x": {"latent": 4}}}))
+    with pytest.raises(SystemExit):
+        main(["--spec", str(spec), "--out", str(tmp_path / "t")])
+    err = capsys.readouterr().err
+    assert err.startswith(f"vidgen-experiment: error: --spec: spec {spec}, arm x: unknown config field(s) ['latent']")
+    with pytest.raises(SystemExit):
+        main(["--arm", "x:latent_dim=many", "--out", str(tmp_path / "u")])
+    assert "--arm: arm x: latent_dim='many': expected an integer" in capsys.readouterr().err

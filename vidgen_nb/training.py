@@ -330,8 +330,9 @@ class Trainer:
         self.log({"step": self.step, "swd": value})
         return value
 
-    def evaluate(self) -> dict:
-        """Every quality figure of ``evaluation.py`` for the averaged generator, logged.
+    def evaluate(self, **extra) -> dict:
+        """Every quality figure of ``evaluation.py`` for the averaged generator, logged
+        (with ``extra``, more entries of the record, e.g. ``train_seconds``).
 
         The SWD figures compare ``swd_images`` generated images (the fixed noise vectors)
         with as many real ones; ``swd_floor`` compares two disjoint halves of the data.
@@ -353,7 +354,7 @@ class Trainer:
         if self.judge is not None:
             figures["shapes_named_real"] = judge_shapes(self.judge, real[:n])["shapes_named"]
         figures["swd_floor"] = real_floor(real)
-        record = {"step": self.step, **figures}
+        record = {"step": self.step, **figures, **extra}
         self.log(record)
         return record
 

@@ -1,0 +1,148 @@
+"""A study's results as numbers, a table and figures: what ``vidgen-experiment`` reports.
+
+``summarise(study)`` reads every finished run's ``result.json`` and writes
+``results.json`` (settings, command, commit, per-arm statistics, every run),
+``results.md`` (the table), ``swd.png`` (SWD and the judge's share against step and
+training time) and ``samples.png`` (a grid per arm). Per arm: the mean, sample
+standard deviation and per-seed values of each figure, and paired differences
+against the baseline arm over the seeds both have.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import statistics
+import subprocess
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .files import atomic_write
+
+# The figures summarised per arm (each run's result.json holds every figure of evaluate()).
+FIGURES = ("swd", "shapes_named", "shapes_named_recon", "recon_rms", "kl_per_dim", "delta_spread",
+           "delta_min_cos", "train_seconds", "images_per_s")
+PAIRED = ("swd", "shapes_named")  # differences against the baseline, seed by seed
+
+
+def mean_sd(values) -> tuple[float, float]:
+    """Mean and sample standard deviation (nan for fewer than two values)."""
+    values = list(values)
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
+
+
+def arm_table(runs: list[dict], arm: str, baseline: str = "full") -> dict:
+    """One arm's figures over seeds: mean, sd and per-seed values, and the paired
+    differences in ``PAIRED`` against ``baseline`` over the seeds both have
+    (``swd_minus_<baseline>``, ``shapes_named_minus_<baseline>``)."""
+    mine = {r["seed"]: r for r in runs if r["arm"] == arm}
+    table = {"seeds": sorted(mine)}
+    for key in FIGURES:
+        values = [mine[s].get(key) for s in sorted(mine)]
+        if values and all(v is not None for v in values):
+            m, sd = mean_sd(values)
+            table[key] = {"mean": m, "sd": sd, "per_seed": values}
+    if "swd" in table and all("swd_mean_delta" in mine[s] for s in mine):
+        m, sd = mean_sd(mine[s]["swd_mean_delta"] - mine[s]["swd"] for s in sorted(mine))
+        table["mean_delta_cost"] = {"mean": m, "sd": sd}
+    theirs = {r["seed"]: r for r in runs if r["arm"] == baseline}
+    paired = [s for s in sorted(mine) if s in theirs]
+    for key in PAIRED if arm != baseline and paired else ():
+        if all(key in mine[s] and key in theirs[s] for s in paired):
+            diffs = [mine[s][key] - theirs[s][key] for s in paired]
+            m, sd = mean_sd(diffs)
+            table[f"{key}_minus_{_key(baseline)}"] = {"mean": m, "sd": sd, "per_seed": diffs,
+                                                      "seeds": paired}
+    return table
+
+
+def _key(arm: str) -> str:
+    return arm.replace("-", "_")
+
+
+def _pm(entry: dict | None, digits: int = 4) -> str:
+    if not entry:
+        return "—"
+    sd = "" if math.isnan(entry["sd"]) else f" ± {entry['sd']:.{digits}f}"
+    return f"{entry['mean']:.{digits}f}{sd}"
+
+
+def markdown_table(summary: dict) -> str:
+    """The study as a Markdown table: mean ± sd over seeds, per-seed SWD, paired differences."""
+    base = summary.get("baseline", "full")
+    rows = [f"| arm | SWD (mean ± sd) | SWD per seed | SWD − {base}, paired | shapes named | "
+            f"named − {base}, paired | reconstructions named | recon RMS | delta spread | "
+            "min cosine | mean-delta cost | train s | images/s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for arm, t in summary["arms"].items():
+        per_seed = ", ".join(f"{v:.4f}" for v in t.get("swd", {}).get("per_seed", []))
+        rows.append(f"| {arm} | {_pm(t.get('swd'))} | {per_seed} | {_pm(t.get('swd_minus_' + _key(base)))} | "
+                    f"{_pm(t.get('shapes_named'), 2)} | {_pm(t.get('shapes_named_minus_' + _key(base)), 2)} | "
+                    f"{_pm(t.get('shapes_named_recon'), 2)} | {_pm(t.get('recon_rms'), 3)} | "
+                    f"{_pm(t.get('delta_spread'), 3)} | {_pm(t.get('delta_min_cos'), 3)} | "
+                    f"{_pm(t.get('mean_delta_cost'))} | {_pm(t.get('train_seconds'), 0)} | "
+                    f"{_pm(t.get('images_per_s'), 0)} |")
+    s = summary["settings"]
+    return "\n".join([*rows, "", f"Preset {s['preset']}, {s['steps']} steps, seeds {s['seeds']}, "
+                      f"on {', '.join(summary.get('devices', [])) or '?'}; "
+                      f"SWD against real images (lower is better). Command: `{summary['command']}`"
+                      + (f", commit {summary['commit']}" if summary.get("commit") else "") + "."])
+
+
+def summarise(study, *, commit: str | None = None) -> dict:
+    """Write a study's ``results.json``, ``results.md``, ``swd.png`` and ``samples.png``;
+    return the JSON. ``commit``: the kit's commit that trained the runs (default: the
+    current one)."""
+    from .plots import plot_study_samples, plot_study_swd
+
+    runs = study.results()
+    arms = list(study.arms)
+    baseline = "full" if "full" in study.arms else arms[0]
+    summary = {"settings": {**study.settings, "arms": {a: study.arms[a].overrides for a in arms},
+                            "seeds": study.seeds},
+               "command": study.command(), "commit": commit or _commit(), "version": __version__,
+               "baseline": baseline,
+               "devices": sorted({f"{r['device']} {r['precision']}" for r in runs}),
+               "arms": {arm: {"question": study.arms[arm].question, **arm_table(runs, arm, baseline)}
+                        for arm in arms},
+               "runs": runs}
+    with atomic_write(study.out / "results.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=1))
+    with atomic_write(study.out / "results.md") as tmp:
+        tmp.write_text(markdown_table(summary) + "\n")
+    for name, figure in (("swd.png", plot_study_swd(runs, arms)),
+                         ("samples.png", plot_study_samples(study.out, arms, study.seeds[0]))):
+        with atomic_write(study.out / name) as tmp:
+            figure.savefig(tmp, format="png", dpi=80)
+    return summary
+
+
+def machine(device: torch.device) -> str:
+    """The accelerator's name, or the processor's, for the record."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _commit() -> str | None:
+    """The git commit the kit runs from (``+`` when it has uncommitted changes), if any."""
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (head + ("+" if dirty else "")) or None
