@@ -80,9 +80,10 @@ def check_resume_options(args, given: dict, stored: Config, checkpoint) -> dict:
     for name in theirs:
         if name not in RUN_FIELDS and asked[name] != theirs[name]:
             option = flag(name) if name in given else f"--preset {args.preset}"
-            raise ValueError(f"{option}: {name} is {theirs[name]!r} in the checkpoint {checkpoint} "
-                             f"and {asked[name]!r} on this command line; a resumed run keeps its "
-                             "settings (leave the option out, or start a new run with another --out)")
+            raise ValueError(f"{option}: the checkpoint {checkpoint} was made with {name}="
+                             f"{theirs[name]!r}, this command line asks for {name}={asked[name]!r}; "
+                             "a resumed run keeps its settings (leave the option out, or start a "
+                             "new run with another --out)")
     return {k: v for k, v in given.items() if k in RUN_FIELDS}
 
 
