@@ -155,3 +155,13 @@ def test_a_spec_file_makes_the_same_study_and_bad_specs_are_named(tmp_path, caps
     with pytest.raises(SystemExit):
         main(["--arm", "x:latent_dim=many", "--out", str(tmp_path / "u")])
     assert "--arm: arm x: latent_dim='many': expected an integer" in capsys.readouterr().err
+
+
+def test_every_recorded_spec_is_a_study_whose_every_run_builds(tmp_path):
+    from pathlib import Path
+
+    specs = sorted((Path(__file__).resolve().parents[1] / "docs" / "results").rglob("spec.json"))
+    assert len(specs) >= 5
+    for spec in specs:
+        study = Study.from_spec(tmp_path / spec.parent.name, spec)
+        assert study.runs() and all(study.config(a, s).seed == s for a, s in study.runs())

@@ -1,4 +1,4 @@
-"""The README's code runs and its numbers are true."""
+"""The README and the docs: their code runs, their numbers are true, their links lead somewhere."""
 
 import math
 import re
@@ -9,20 +9,59 @@ import torch
 
 from vidgen_nb import VAE, Config, Discriminator, WeightDeltas, WeightPredictor3DCNN, count_parameters
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+API = (ROOT / "docs" / "api.md").read_text()
+TRAINING = (ROOT / "docs" / "training.md").read_text()
 
 
-def test_api_example_runs():
-    code = re.search(r"## The API at a glance\n\n```python\n(.*?)```", README, re.S).group(1)
+def test_the_readme_is_an_entrance():
+    assert len(README.splitlines()) <= 200
+    first_screen = "\n".join(README.splitlines()[:40])
+    for words in ("**The question it asks:**", "**The current answer", "make train", "make test"):
+        assert words in README and README.index(words) < len(first_screen) + 200, words
+
+
+def test_every_local_link_of_the_readme_and_docs_leads_to_a_file():
+    for page in [ROOT / "README.md", *(ROOT / "docs").rglob("*.md")]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" not in target:
+                assert (page.parent / target).exists(), (page, target)
+
+
+def test_the_cli_reference_is_current():
+    from vidgen_nb.cli_reference import reference
+
+    assert (ROOT / "docs" / "cli.md").read_text() == reference(), \
+        "docs/cli.md is stale: python -m vidgen_nb.cli_reference > docs/cli.md"
+
+
+def test_no_python_file_under_docs():
+    assert not list((ROOT / "docs").rglob("*.py"))
+
+
+def test_readme_api_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = re.search(r"## The API in 15 lines\n\n```python\n(.*?)```", README, re.S).group(1)
+    assert len(code.strip().splitlines()) <= 16
     scope = {}
     torch.manual_seed(0)
     exec(compile(code, "README.md", "exec"), scope)
+    assert scope["x"].shape == (4, 3, 16, 16) and scope["score"].shape == (4,)
+    assert scope["trainer"].step == 5 and "swd" in scope["figures"]
+
+
+def test_api_example_runs():
+    code = re.search(r"# The API\n\n```python\n(.*?)```", API, re.S).group(1)
+    scope = {}
+    torch.manual_seed(0)
+    exec(compile(code, "docs/api.md", "exec"), scope)
     assert scope["score"].shape == (16,) and scope["x_patched"].shape == (16, 3, 128, 128)
 
 
 @pytest.mark.parametrize("name", ["tiny", "cpu", "seed"])
 def test_parameter_table(name):
-    row = re.search(rf"^\| `{name}` \|.*$", README, re.M).group(0)
+    row = re.search(rf"^\| `{name}` \|.*$", API, re.M).group(0)
     numbers = [int(c.replace(",", "")) for c in row.split("|")[3:-1]]
     m = Config.preset(name).model
     vae = VAE(m)
@@ -37,9 +76,9 @@ def test_parameter_table(name):
 def test_trainer_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code = re.search(r"From a notebook or script, the same trainer:\n\n```python\n(.*?)```",
-                     README, re.S).group(1)
+                     TRAINING, re.S).group(1)
     scope = {}
-    exec(compile(code, "README.md", "exec"), scope)
+    exec(compile(code, "docs/training.md", "exec"), scope)
     assert scope["trainer"].step == 50 and (tmp_path / "runs/nb/checkpoint.pt").is_file()
 
 

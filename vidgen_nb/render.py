@@ -23,8 +23,8 @@ from .media import save_gif, save_mp4
 MODES = {"latent-walk": latent_walk, "delta-sweep": delta_sweep, "feedback": feedback_video}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``vidgen-video``: render generated videos from a training checkpoint."""
+def build_parser() -> argparse.ArgumentParser:
+    """The options of ``vidgen-video``."""
     parser = argparse.ArgumentParser(
         prog="vidgen-video", description="Render videos from a trained vidgen_nb model: a walk "
         "through latent space, a sweep of the predicted delta, or a video the weight predictor drives.")
@@ -39,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--damping", type=float, default=0.0, help="feedback: smoothing of delta over time, [0, 1)")
     parser.add_argument("--out", help="GIF or MP4 to write (default: <mode>.gif beside the checkpoint)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``vidgen-video``: render generated videos from a training checkpoint."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     escape_unprintable_output()
 

@@ -57,6 +57,7 @@ class GeneratorPass(nn.Module):
         self.through_generator = through_generator
 
     def forward(self, z: torch.Tensor, real: torch.Tensor):
+        """Samples and reconstructions: z (B, latent_dim), real (B, C, H, W) -> fake, delta, x_hat, mu, logvar."""
         fake, delta = self.generator.generate(z, return_delta=True)
         return fake, delta, *reconstruct_sampled(self.generator, real, self.through_generator)
 
@@ -167,3 +168,21 @@ def step_bytes(config: Config) -> int:
     predictor = batch * m.predictor_filters * m.num_frames * pixels // m.predictor_stride**2
     decoder = batch * max(m.widths) * pixels
     return 4 * (2 * video + 4 * predictor + 8 * decoder)
+
+
+def code_path() -> str:
+    """The functions one iteration calls, in order, each with the first line of its docstring."""
+    from .losses import gradient_penalty
+
+    def line(fn, indent: str) -> str:
+        return f"{indent}{fn.__module__}.{fn.__qualname__}: {(fn.__doc__ or '').strip().splitlines()[0]}"
+
+    order = [(critic_step, "x n_critic", (Generator.generate, critic_loss, gradient_penalty)),
+             (generator_step, "once", (GeneratorPass.forward, reconstruct_sampled,
+                                       generator_adversarial_loss, vae_loss)),
+             (update_ema, "once", ())]
+    lines = []
+    for fn, times, calls in order:
+        lines.append(f"{line(fn, '')} ({times})")
+        lines += [line(call, "    ") for call in calls]
+    return "\n".join(lines)
