@@ -5,14 +5,15 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "vidgen_nb"
 
-# Bottom to top, as the README's "How the code is laid out" lists them.
+# Bottom to top, as docs/layout.md lists them.
 FLOORS = [
     ["config", "files"],
     ["data.images", "data.shapes"], ["data.scan"], ["data.loading"], ["data"], ["data.__main__"],
-    ["models"], ["deltas"], ["video"], ["checkpoint"], ["generator"],
-    ["losses", "metrics", "augment"], ["evaluation", "judge"], ["device"], ["training"],
+    ["models"], ["deltas"], ["video"], ["checkpoint"], ["options"], ["generator"],
+    ["losses", "metrics", "augment"], ["evaluation", "judge"], ["device"], ["step"], ["training"],
     ["plots", "media"], ["generated_video"],
-    ["widgets", "notebook"], ["train", "render"], ["experiments"], ["reference"], ["bench"],
+    ["widgets", "notebook"], ["train", "render"], ["report"], ["study"], ["experiments"],
+    ["cli_reference"], ["reference"], ["bench"],
 ]
 FLOOR = {module: level for level, modules in enumerate(FLOORS) for module in modules}
 

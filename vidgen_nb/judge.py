@@ -1,7 +1,7 @@
 """A judge of shapes: how many generated images show a shape one can name.
 
 SWD compares small patches, so a generator can lower it with the right colours and soft
-blobs alone (README, Training). The judge asks what a person asks of a sample grid: is
+blobs alone (docs/training.md). The judge asks what a person asks of a sample grid: is
 that a circle, a square, a triangle or a star? A small CNN learns the question from
 freshly drawn built-in images (a seed of its own, never the training set's) and from
 twice as many that show no nameable shape, which is what a generator's failures look
