@@ -12,7 +12,7 @@ FLOORS = [
     ["models"], ["deltas"], ["video"], ["checkpoint"], ["options"], ["generator"],
     ["losses", "metrics", "augment"], ["evaluation", "judge"], ["device"], ["step"], ["training"],
     ["plots", "media"], ["generated_video"],
-    ["widgets", "notebook"], ["train", "render"], ["report"], ["study"], ["experiments"],
+    ["widgets", "notebook"], ["train", "render"], ["report"], ["arms"], ["study"], ["experiments"],
     ["cli_reference"], ["reference"], ["bench"],
 ]
 FLOOR = {module: level for level, modules in enumerate(FLOORS) for module in modules}

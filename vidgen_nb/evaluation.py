@@ -11,7 +11,7 @@ better; its patches and directions always drawn with seed 0, so runs compare), n
 * The shapes, when ``name_shapes`` is given (the shape judge of ``judge.py``, as
   ``partial(judge_shapes, judge)``): ``shapes_named`` and ``shape_counts`` of the
   samples, ``shapes_named_recon`` of the reconstructions (their inputs are real
-  images, which it names 93% of the time).
+  images, which it names nearly always: ``shapes_named_real`` says how often).
 * The deltas: ``delta_spread`` = mean ||delta_i - mean|| / ||mean|| and
   ``delta_min_cos`` = the smallest cosine between an image's delta and the mean (a
   predictor that ignores its input has spread 0 and cosine 1); ``swd_mean_delta``

@@ -1,9 +1,7 @@
 """Running a study: arms x seeds, each an ordinary run, continued where it stopped.
 
-An *arm* is a variant of the model: a name, what it asks, and the config fields it
-changes. The named arms of ``ARMS`` ask whether the weight predictor helps; any other
-arm is data, given as ``NAME:FIELD=VALUE,...`` (``parse_arm``) or in a spec file
-(``load_spec``, JSON). A study folder holds ``study.json`` (its settings), one run
+Every arm (``arms.py``: a name, what it asks, the config fields it changes) is
+trained with every seed, on one preset, for the same steps, on the same data. A study folder holds ``study.json`` (its settings), one run
 folder per arm and seed (``<arm>/seed_<s>``: checkpoint, metrics, ``samples.png``,
 and ``result.json`` once finished), and the reports of ``report.py``. Every run is
 evaluated with every figure of ``Trainer.evaluate`` (the shape judge's included) at
@@ -19,12 +17,10 @@ import json
 import multiprocessing
 import os
 import queue
-import re
 import shlex
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -36,130 +32,9 @@ from .config import PRESETS, Config
 from .data import builtin_dataset
 from .device import PRECISIONS
 from .files import atomic_write
-from .options import fields, parse_value
+from .arms import ARMS, Arm, arm_config, check_overrides, load_spec, resolve_arms  # noqa: F401
+from .options import fields
 from .report import machine, summarise
-
-STILL = {"noise": 0.0, "shift": 0.0, "zoom": 0.0, "rotation": 0.0, "brightness": 0.0}
-
-
-@dataclass(frozen=True)
-class Arm:
-    """One variant of the model: what it tests, the config fields it changes, and
-    (if not every seed of the study) the seeds it runs with."""
-
-    question: str
-    overrides: dict = field(default_factory=dict)
-    seeds: tuple | None = None
-
-
-ARMS = {
-    "full": Arm("the kit's model: the 3D CNN watches each image's video", {}),
-    "no-predictor": Arm("the plain VAE-WGAN-GP: does any delta help?", {"use_predictor": False}),
-    "constant-delta": Arm("one learned delta for all images: is it the per-image prediction, "
-                          "or just extra weights?", {"delta_source": "constant"}),
-    "batch-mean": Arm("one delta per batch, the mean of the predictions", {"delta_mode": "batch_mean"}),
-    "still-video": Arm("the predictor sees T copies of the image: does the motion matter?", STILL),
-    "channel": Arm("per-channel deltas scaling theta instead of dense ones", {"delta_param": "channel"}),
-    "lora": Arm("low-rank deltas A B (rank 4) instead of dense ones", {"delta_param": "lora"}),
-}
-SETTINGS = ("preset", "steps", "swd_every", "data", "precision", "set")  # what makes runs comparable
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")  # an arm's name is a folder's name
-
-
-def check_overrides(where: str, overrides: dict) -> dict:
-    """``overrides`` with every name a config field; ``ValueError`` naming ``where``."""
-    unknown = [k for k in overrides if k not in fields()]
-    if unknown:
-        raise ValueError(f"{where}: unknown config field(s) {unknown}; known: {', '.join(fields())}")
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
-
-
-def parse_arm(text: str) -> tuple[str, Arm]:
-    """``"full"`` (a named arm) or ``"wide:widths=64,128,256,lr=1e-3"`` -> (name, Arm).
-
-    Values are read as their field's type; a value's own commas stay with it (a piece
-    without ``=`` continues the value before it). ``ValueError`` names the arm.
-    """
-    name, sep, rest = text.strip().partition(":")
-    if not NAME.fullmatch(name):
-        raise ValueError(f"arms [{text!r}]: an arm's name is letters, digits, '_', '.', '+' or '-'")
-    if not sep:
-        if name not in ARMS:
-            raise ValueError(f"arms [{name!r}]: expected names among {', '.join(ARMS)}, or "
-                             "NAME:FIELD=VALUE,... for an arm of your own")
-        return name, ARMS[name]
-    pieces: list[str] = []
-    for piece in rest.split(","):
-        if "=" in piece or not pieces:
-            pieces.append(piece)
-        else:
-            pieces[-1] += "," + piece
-    overrides = {}
-    for piece in filter(str.strip, pieces):
-        key, eq, value = piece.partition("=")
-        if not eq or key.strip() not in fields():
-            raise ValueError(f"arm {name}: {piece!r}: expected FIELD=VALUE with FIELD one of "
-                             f"{', '.join(fields())}")
-        try:
-            overrides[key.strip()] = parse_value(key.strip(), value)
-        except ValueError as exc:
-            raise ValueError(f"arm {name}: {exc}") from None
-    return name, Arm(", ".join(f"{k}={v}" for k, v in overrides.items()) or "as the preset", overrides)
-
-
-def resolve_arms(arms) -> dict[str, Arm]:
-    """Arm names, ``NAME:FIELD=VALUE`` texts, or a dict name -> Arm, as a dict of Arms."""
-    if isinstance(arms, dict):
-        found = {}
-        for name, arm in arms.items():
-            if not NAME.fullmatch(str(name)):
-                raise ValueError(f"arms [{name!r}]: an arm's name is letters, digits, '_', '.', '+' or '-'")
-            found[name] = arm if isinstance(arm, Arm) else Arm("", check_overrides(f"arm {name}", arm))
-    else:
-        found = dict(parse_arm(a) for a in arms)
-    if not found:
-        raise ValueError("arms []: expected at least one arm")
-    return found
-
-
-def load_spec(path: str | os.PathLike) -> dict:
-    """A study spec (JSON) as keyword arguments of ``Study``: preset, steps, swd_every,
-    seeds, data, precision, ``set`` (fields every arm changes) and ``arms``: name ->
-    either {FIELD: VALUE, ...} or {"set": {...}, "seeds": [...], "question": "..."}.
-    ``ValueError`` naming the file and the entry."""
-    path = Path(path)
-    try:
-        spec = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"spec {path}: cannot be read as JSON ({exc})") from None
-    known = {"question", "preset", "steps", "swd_every", "seeds", "data", "precision", "set", "arms",
-             "answer", "notes"}
-    if not isinstance(spec, dict) or set(spec) - known or not isinstance(spec.get("arms"), dict):
-        raise ValueError(f"spec {path}: expected a JSON object with 'arms' (name -> fields) and "
-                         f"any of {sorted(known - {'arms'})}")
-    arms = {}
-    for name, entry in spec["arms"].items():
-        entry = entry or {}
-        if "set" in entry:
-            seeds = entry.get("seeds")
-            arms[name] = Arm(entry.get("question", ""), check_overrides(f"spec {path}, arm {name}",
-                             entry["set"]), tuple(seeds) if seeds else None)
-        else:
-            arms[name] = Arm("", check_overrides(f"spec {path}, arm {name}", entry))
-    kwargs = {k: spec[k] for k in ("preset", "steps", "swd_every", "seeds", "data", "precision") if k in spec}
-    return {**kwargs, "overrides": check_overrides(f"spec {path}, set", spec.get("set", {})), "arms": arms}
-
-
-def arm_config(preset: str, arm: str | Arm, seed: int, steps: int | None = None,
-               overrides: dict | None = None) -> Config:
-    """The preset with the study's ``overrides``, the arm's changes, this seed and
-    (if given) this many steps."""
-    arm = ARMS[arm] if isinstance(arm, str) else arm
-    changes = {**(overrides or {}), **arm.overrides, "seed": seed}
-    if steps is not None:
-        changes["steps"] = steps
-    return Config.preset(preset, **changes)
-
 
 def run_arm(folder: Path, config: Config, *, swd_every: int, data=None, device=None,
             precision: str = "auto", report=None, stop=None) -> dict:
