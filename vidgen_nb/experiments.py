@@ -19,6 +19,7 @@ spec file (``--spec study.json``, see ``study.load_spec``). Running a study live
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -65,28 +66,29 @@ def build_parser() -> Parser:
     return p
 
 
+def parse_seeds(text: str | None) -> list[int] | None:
+    """``"0,1,2"`` -> [0, 1, 2]; ``ValueError`` naming ``--seeds``."""
+    try:
+        return None if text is None else [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds: {text!r}: expected comma-separated integers, e.g. 0,1,2") from None
+
+
 def study_from_args(args) -> Study:
-    """The study the command line describes (``ValueError`` naming what is wrong)."""
-    seeds = None if args.seeds is None else [int(s) for s in args.seeds.split(",") if s.strip()]
+    """The study the command line describes (``ValueError`` naming what is wrong): the
+    spec's, if one is given, changed by the options given beside it."""
     arms = [a.strip() for a in args.arms.split(",") if a.strip()] if args.arms else []
     arms += args.arm
-    settings = dict(preset=args.preset, seeds=seeds, steps=args.steps, swd_every=args.swd_every,
-                    data=args.data, precision=args.precision)
-    overrides = given_fields(args)
+    changes = dict(preset=args.preset, seeds=parse_seeds(args.seeds), steps=args.steps,
+                   swd_every=args.swd_every, data=args.data, precision=args.precision,
+                   arms=resolve_arms(arms) if arms else None, overrides=given_fields(args))
     if args.spec:
-        spec = load_spec(args.spec)
-        if arms:  # the arms named here instead of the spec's
-            spec["arms"] = resolve_arms(arms)
-        spec["overrides"] = {**spec["overrides"], **overrides}
-        settings = {**spec, **{k: v for k, v in settings.items() if v is not None}}
-        spec_path = Path(args.spec).resolve()  # docs/results/NAME/spec.json -> runs/NAME
-        out = args.out or RUNS / (spec_path.parent.name if spec_path.stem == "spec" else spec_path.stem)
-        study = Study(out, **settings)
-        study.spec = args.spec
-        return study
-    settings = {k: v for k, v in settings.items() if v is not None}
-    return Study(args.out or RUNS / f"study_{args.preset or 'cpu'}", arms=arms or tuple(ARMS),
-                 overrides=overrides, **settings)
+        spec = Path(args.spec).resolve()  # docs/results/NAME/spec.json -> runs/NAME
+        out = args.out or RUNS / (spec.parent.name if spec.stem == "spec" else spec.stem)
+        return Study.from_spec(out, args.spec, **changes)
+    changes["arms"] = changes["arms"] or tuple(ARMS)
+    return Study(args.out or RUNS / f"study_{args.preset or 'cpu'}",
+                 **{k: v for k, v in changes.items() if v is not None})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,19 +96,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        [int(s) for s in (args.seeds or "0").split(",") if s.strip()]
-    except ValueError:
-        parser.error(f"--seeds: {args.seeds!r}: expected comma-separated integers, e.g. 0,1,2")
-    try:
         pick_device(args.device)
         study = study_from_args(args)
         summary = study.run(jobs=args.jobs, device=args.device, progress=not args.quiet)
     except ValueError as exc:
         text = str(exc)
-        option = next((o for o in ("arms", "arm", "seeds", "steps", "swd_every", "jobs", "device",
-                                   "data", "spec", "set")
-                       if text.startswith(o + " ") or text.startswith(o + "=") or text.startswith(o + ":")),
-                      None)
+        option = next((o for o in ("arms", "arm", "steps", "swd_every", "jobs", "device", "data",
+                                   "spec", "set") if re.match(rf"{o}[ =:]", text)), None)
         parser.error((f"--{option.replace('_', '-')}: " if option else "") + text)
     except RuntimeError as exc:
         print(f"{parser.prog}: {exc}", file=sys.stderr)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import typing
 
 from .config import SECTIONS, Config
@@ -22,6 +23,7 @@ from .config import SECTIONS, Config
 RUN_FIELDS = ("steps", "checkpoint_every", "sample_every", "log_every")
 
 
+@functools.cache
 def fields() -> dict[str, tuple[str, dataclasses.Field, type]]:
     """Every config field by name: (section, the field, its type); section "top" for
     ``batch_size`` and ``seed``."""
@@ -83,9 +85,8 @@ def add_config_options(parser: argparse.ArgumentParser, *, leave_out: tuple = ()
         common = dict(dest=f"field:{name}", default=None, help=f"{meta['help']} [{name}]")
         if meta.get("switch") is not None:
             groups[section].add_argument(flag(name), action="store_const", const=meta["switch"], **common)
-        elif meta.get("flag") == "--targets":  # several patterns, as a shell passes them
-            groups[section].add_argument(flag(name), nargs="+", metavar="PATTERN",
-                                         type=lambda text: text, **common)
+        elif typing.get_args(kind) == (str, Ellipsis):  # several words, as a shell passes them
+            groups[section].add_argument(flag(name), nargs="+", metavar="PATTERN", **common)
         elif kind is bool:
             words = tuple(meta.get("words") or ("on", "off"))
             groups[section].add_argument(flag(name), choices=words, metavar="|".join(words), **common)

@@ -215,8 +215,11 @@ class Study:
 
     @classmethod
     def from_spec(cls, out, path: str | os.PathLike, **changes) -> "Study":
-        """The study a spec file describes (``load_spec``), with ``changes`` to its settings."""
-        study = cls(out, **{**load_spec(path), **{k: v for k, v in changes.items() if v is not None}})
+        """The study a spec file describes (``load_spec``), with ``changes`` to its
+        settings (None: the spec's); ``overrides`` add to the spec's ``set``."""
+        spec = load_spec(path)
+        spec["overrides"] = {**spec["overrides"], **(changes.pop("overrides", None) or {})}
+        study = cls(out, **{**spec, **{k: v for k, v in changes.items() if v is not None}})
         study.spec = str(path)
         return study
 
@@ -353,10 +356,10 @@ class Study:
                 parts += ["--arms", ",".join(named)]
             for name, arm in self.arms.items():
                 if name not in named:
-                    parts += ["--arm", _quote(f"{name}:" + ",".join(
+                    parts += ["--arm", shlex.quote(f"{name}:" + ",".join(
                         f"{k}={_text(k, v)}" for k, v in arm.overrides.items()))]
             for key, value in self.overrides.items():
-                parts += ["--set", _quote(f"{key}={_text(key, value)}")]
+                parts += ["--set", shlex.quote(f"{key}={_text(key, value)}")]
         parts += ["--seeds", ",".join(map(str, self.seeds)), "--steps", str(s["steps"]),
                   "--swd-every", str(s["swd_every"])]
         if s["data"]:
@@ -376,10 +379,6 @@ def _text(name: str, value) -> str:
         words = fields()[name][1].metadata.get("words") or {"on": True, "off": False}
         return next(word for word, meaning in words.items() if meaning == value)
     return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
-
-
-def _quote(text: str) -> str:
-    return shlex.quote(text)
 
 
 def _drain(progress, bar, workers: set) -> None:
