@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from vidgen_nb.config import LEGACY, PRESETS, Config, ModelConfig, VideoConfig
+from vidgen_nb.config import PRESETS, Config, ModelConfig, VideoConfig
 
 
 @pytest.mark.parametrize("name", ["tiny", "cpu", "seed"])
@@ -72,24 +72,11 @@ def test_configs_are_frozen():
     assert VideoConfig().detach is True
 
 
-def test_older_configs_without_predictor_stride_mean_no_stride():
+def test_a_config_lacking_a_field_is_refused_naming_it_not_filled_with_a_default():
     d = Config.preset("seed").to_dict()
-    assert Config.from_dict(d).model.predictor_stride == 2
     del d["model"]["predictor_stride"]  # as stored by checkpoints made before the option
-    assert Config.from_dict(d).model.predictor_stride == 1
-
-
-def test_older_configs_mean_what_their_runs_did():
-    d = Config.preset("cpu").to_dict()
-    for section, fields in LEGACY.items():
-        for name in fields:
-            del d[section][name]  # as stored before the field existed
-    old = Config.from_dict(d)
-    assert (old.train.ema_decay, old.train.augment, old.train.recon_through_generator) == (0.0, "", False)
-    assert old.train.recon_sigma == 0.5**0.5 and old.model.delta_param == "dense" \
-        and old.model.delta_source == "video" and old.model.critic_pool == "max"
-    assert (old.model.decoder_convs, old.model.critic_convs, old.model.critic_mbstd) == (1, 1, False)
-    assert (old.model.decoder_upsample, old.model.decoder_norm) == ("transposed", "none")
+    with pytest.raises(ValueError, match=r"its config's model section lacks \['predictor_stride'\]"):
+        Config.from_dict(d)
 
 
 def test_quality_options_reach_the_config():

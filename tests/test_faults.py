@@ -275,19 +275,21 @@ def test_a_good_checkpoint_still_loads_and_its_folder_says_so(good_checkpoint, t
         load_checkpoint(tmp_path)
 
 
-def test_a_checkpoint_from_before_the_newest_fields_still_resumes(good_checkpoint, tmp_path, data):
+def test_a_checkpoint_of_an_older_format_is_one_line_saying_what_to_do(good_checkpoint, tmp_path, data,
+                                                                       capsys):
     import copy
 
-    from vidgen_nb.config import LEGACY
-
     old = copy.deepcopy(good_checkpoint)
-    for section, fields in LEGACY.items():
-        for name in fields:
-            old["config"][section].pop(name, None)  # as written before the field existed
+    del old["format"]  # as written before checkpoints said their format (format 1)
+    old["version"] = "0.0.9"
     torch.save(old, tmp_path / "old.pt")
-    trainer = Trainer.from_checkpoint(tmp_path / "old.pt", data=data, progress=False)
-    assert trainer.step == 1 and trainer.config.model.critic_pool == "max"
-    trainer.train(1)
+    with pytest.raises(SystemExit) as exit_:
+        train_main(["--resume", str(tmp_path / "old.pt"), "--out", str(tmp_path / "out"), "--data", str(data)])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
+    assert "is of format 1 (written by vidgen_nb 0.0.9); this version reads format 2: move it away" in err
+    assert render_main(["--checkpoint", str(tmp_path / "old.pt"), "--out", str(tmp_path / "v.gif")]) == 2
+    assert "is of format 1" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- sizes memory cannot hold

@@ -2,6 +2,7 @@
 
 A checkpoint is a plain dict (``torch.save``), laid out as
 
+    format         FORMAT, the layout's version: another is refused in one line
     version        the vidgen_nb version that wrote it
     config         ``Config.to_dict()``: every size and setting of the run
     step           generator steps done; batches_seen: real batches drawn so far
@@ -28,10 +29,13 @@ from pathlib import Path
 
 import torch
 
-from .config import LEGACY, Config
+from .config import Config
 from .files import atomic_write
 
 CHECKPOINT = "checkpoint.pt"  # the file name inside a run folder
+# The checkpoint layout's version. 2: every config field stored (format 1, before it was
+# counted, left out fields that did not exist yet, and readers guessed what they meant).
+FORMAT = 2
 RUNS = Path("runs")  # run folders, relative to the current folder
 REQUIRED = ("config", "step", "vae", "critic")  # keys without which a file is no checkpoint
 # torch.save stores a checkpoint's records uncompressed, so they add up to about the
@@ -170,7 +174,12 @@ def _is_state_dict(value) -> bool:
 
 def stored_config(state: dict, path: str | os.PathLike) -> Config:
     """The ``Config`` a loaded checkpoint was made with; ``ValueError`` naming ``path``
-    when the stored config is not one."""
+    when it is of another format or its stored config is not one."""
+    if state.get("format", 1) != FORMAT:
+        raise ValueError(f"checkpoint {path} is of format {state.get('format', 1)!r} (written by "
+                         f"vidgen_nb {state.get('version', 'of an earlier version')}); this version "
+                         f"reads format {FORMAT}: move it away and train again, or read it with the "
+                         "version that wrote it")
     try:
         return Config.from_dict(state["config"])
     except Exception as exc:  # missing sections, unknown fields, bad values
@@ -179,10 +188,8 @@ def stored_config(state: dict, path: str | os.PathLike) -> Config:
 
 
 def check_same_model(config: Config, state: dict) -> None:
-    """Refuse a checkpoint whose model sizes differ from ``config``'s, naming each one.
-
-    Fields added after the checkpoint was written count as their ``LEGACY`` values."""
-    ours, theirs = config.to_dict()["model"], {**LEGACY["model"], **state["config"]["model"]}
+    """Refuse a checkpoint whose model sizes differ from ``config``'s, naming each one."""
+    ours, theirs = config.to_dict()["model"], state["config"]["model"]
     differ = [f"{k}: checkpoint {theirs.get(k)!r}, this run {v!r}" for k, v in ours.items()
               if _plain(theirs.get(k)) != _plain(v)]
     if differ:

@@ -290,25 +290,22 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
-        """Inverse of ``to_dict`` (lists, as JSON stores them, become tuples again)."""
-        def section(kind, values):
+        """Inverse of ``to_dict`` (lists, as JSON stores them, become tuples again).
+
+        Every field must be there: a config written before a field existed is refused
+        naming what it lacks, never filled with today's default (which its run did not use).
+        """
+        def section(name, kind, values):
+            missing = [f.name for f in dataclasses.fields(kind) if f.name not in values]
+            if missing:
+                raise ValueError(f"its config's {name} section lacks {missing}")
             return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
         rest = {k: v for k, v in d.items() if k not in SECTIONS}
-        # Checkpoints from before a field existed were trained as it was then.
-        d = {**d, "model": {**LEGACY["model"], **d["model"]}, "train": {**LEGACY["train"], **d["train"]}}
-        return cls(**{name: section(kind, d[name]) for name, kind in SECTIONS.items()}, **rest)
+        return cls(**{name: section(name, kind, d[name]) for name, kind in SECTIONS.items()}, **rest)
 
 
 SECTIONS = {"model": ModelConfig, "video": VideoConfig, "train": TrainConfig}
-# What fields added later meant before they existed (read from older checkpoints).
-LEGACY = {
-    "model": {"predictor_stride": 1, "delta_param": "dense", "delta_source": "video",
-              "critic_pool": "max", "delta_rank": 4, "decoder_convs": 1, "critic_convs": 1,
-              "critic_mbstd": False, "decoder_upsample": "transposed", "decoder_norm": "none"},
-    "train": {"recon_sigma": 0.5**0.5, "recon_through_generator": False, "ema_decay": 0.0,
-              "adversarial_recon": False, "augment": ""},
-}
 
 
 def field_names() -> set[str]:

@@ -32,7 +32,7 @@ from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
 from . import __version__, step
-from .checkpoint import (CHECKPOINT, check_same_model, check_state, load_checkpoint, load_part,
+from .checkpoint import (CHECKPOINT, FORMAT, check_same_model, check_state, load_checkpoint, load_part,
                          read_metrics, save_atomic)
 from .config import Config
 from .data import ResumableBatchSampler, check_batch_size, endless_batches, is_builtin, load_dataset
@@ -385,7 +385,7 @@ class Trainer:
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {
-            "version": __version__, "config": self.config.to_dict(),
+            "format": FORMAT, "version": __version__, "config": self.config.to_dict(),
             "step": self.step, "batches_seen": self.batches_seen,
             "vae": self.vae.state_dict(), "critic": self.critic.state_dict(),
             "predictor": self.predictor.state_dict() if self.predictor else None,
