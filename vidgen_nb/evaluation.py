@@ -36,41 +36,51 @@ CHUNK = 64  # noise vectors generated at once (bounds memory at 128 px)
 
 
 @torch.no_grad()
-def generate_fixed(generator: Generator, z: torch.Tensor, *, seed: int = 0, scale: float = 1.0):
+def generate_fixed(generator: Generator, z: torch.Tensor, *, seed: int = 0, scale: float = 1.0,
+                   y: torch.Tensor | None = None):
     """``generate`` in chunks of 64 noise vectors, chunk i with video seed ``seed + i``.
 
-    Returns (images, delta), delta None without a predictor: the same images for the
-    same z and seed, however they are later compared.
+    ``y``: the classes asked for, when the model is conditional (default: each class in
+    turn over all of z). Returns (images, delta), delta None without a predictor: the
+    same images for the same z and seed, however they are later compared.
     """
-    parts = [generator.generate(zc, scale=scale, seed=seed + i, return_delta=True)
-             for i, zc in enumerate(z.split(CHUNK))]
+    y = generator.vae.labels(y, len(z), z.device)
+    labels = [None] * len(z.split(CHUNK)) if y is None else y.split(CHUNK)
+    parts = [generator.generate(zc, y=yc, scale=scale, seed=seed + i, return_delta=True)
+             for i, (zc, yc) in enumerate(zip(z.split(CHUNK), labels))]
     images = torch.cat([x for x, _ in parts])
     return images, (None if parts[0][1] is None else torch.cat([d for _, d in parts]))
 
 
-def _decode_means(generator: Generator, mu: torch.Tensor, through_generator: bool, seed: int):
+def _decode_means(generator: Generator, mu: torch.Tensor, through_generator: bool, seed: int,
+                  labels: torch.Tensor | None = None):
     """Posterior means -> images: by the whole generator, or by the base decoder alone."""
-    return generate_fixed(generator, mu, seed=seed)[0] if through_generator else generator.vae.decode(mu)
+    if through_generator:
+        return generate_fixed(generator, mu, seed=seed, y=labels)[0]
+    return generator.vae.decode(mu, labels)
 
 
 @torch.no_grad()
 def reconstruct(generator: Generator, images: torch.Tensor, *, through_generator: bool = True,
-                seed: int = 0) -> torch.Tensor:
-    """Images -> their posterior means -> decoded again (as ``vae_figures`` measures them)."""
-    return _decode_means(generator, generator.vae.encode(images)[0], through_generator, seed)
+                seed: int = 0, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """Images (and their labels, when conditional) -> their posterior means -> decoded
+    again (as ``vae_figures`` measures them)."""
+    mu = generator.vae.encode(images, labels)[0]
+    return _decode_means(generator, mu, through_generator, seed, labels)
 
 
 @torch.no_grad()
 def vae_figures(generator: Generator, images: torch.Tensor, *, through_generator: bool = True,
-                seed: int = 0, name_shapes: Callable | None = None) -> dict[str, float]:
+                seed: int = 0, name_shapes: Callable | None = None,
+                labels: torch.Tensor | None = None) -> dict[str, float]:
     """KL per dimension, active dimensions, and the reconstructions' RMS error and SWD.
 
     Reconstructions decode the posterior means: with ``through_generator`` by
     ``generator.generate`` (theta + the image's own delta), else by the base decoder.
     """
-    mu, logvar = generator.vae.encode(images)
+    mu, logvar = generator.vae.encode(images, labels)
     kl_dims = 0.5 * (mu.square() + logvar.exp() - 1 - logvar).float().mean(0)  # (latent_dim,)
-    recon = _decode_means(generator, mu, through_generator, seed).float()
+    recon = _decode_means(generator, mu, through_generator, seed, labels).float()
     images = images.float()
     figures = {
         "kl_per_dim": kl_divergence(mu.float(), logvar.float()).item() / mu.shape[1],
@@ -87,20 +97,22 @@ def vae_figures(generator: Generator, images: torch.Tensor, *, through_generator
 def delta_figures(generator: Generator, z: torch.Tensor, real: torch.Tensor, *,
                   seed: int = 0, name_shapes: Callable | None = None) -> dict:
     """The samples' SWD (and, with ``name_shapes``, their shapes); how much each image's
-    delta differs from the others', and what that buys in SWD."""
-    x, delta = generate_fixed(generator, z, seed=seed)
+    delta differs from the others', and what that buys in SWD. A conditional model
+    draws each class in turn."""
+    y = generator.vae.labels(None, len(z), z.device)
+    x, delta = generate_fixed(generator, z, seed=seed, y=y)
     figures = {"swd": swd(x.float().cpu(), real)}
     if name_shapes is not None:
         figures.update(name_shapes(x))
     if delta is None:
         return figures
     delta = delta.float()
-    with_mean = generator.deltas.decode(z, delta, mode="batch_mean")  # the mean weight change
+    with_mean = generator.deltas.decode(generator.vae.condition(z, y), delta, mode="batch_mean")  # the mean weight change
     # The spread of the weight changes themselves (for dense deltas, the predictions;
     # for channel and lora ones, what the predictions make of theta or of A and B).
     delta = torch.cat([d.flatten(1) for d in generator.deltas.split(delta).values()], 1)
     mean = delta.mean(0, keepdim=True)
-    base = generator.vae.decode(z)
+    base = generator.vae.decode(z, y)
     return {
         **figures,
         "delta_spread": ((delta - mean).norm(dim=1) / mean.norm().clamp_min(1e-12)).mean().item(),

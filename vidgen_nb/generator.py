@@ -115,27 +115,33 @@ class Generator(nn.Module):
         video = synthetic_video(images, self.num_frames, self.config.video, seed=seed)
         return self.predictor(video)  # (B, T, C, H, W) -> (B, WEIGHT_UPDATE_SIZE)
 
-    def generate(self, z: torch.Tensor, *, scale: float = 1.0, seed: int | None = None,
-                 return_delta: bool = False):
+    def generate(self, z: torch.Tensor, y: torch.Tensor | None = None, *, scale: float = 1.0,
+                 seed: int | None = None, return_delta: bool = False):
         """Noise vectors (B, latent_dim) -> generated images (B, C, H, W) in [0, 1].
 
         With the predictor: decode, make the synthetic video, predict delta, decode again
-        with theta + scale * delta. ``seed`` fixes the video's randomness. With
-        ``return_delta``, returns (images, delta), delta None without a predictor.
+        with theta + scale * delta. ``y`` (B,): the classes asked for, when the model is
+        class-conditional (default: each class in turn). ``seed`` fixes the video's
+        randomness. With ``return_delta``, returns (images, delta), delta None without a
+        predictor.
         """
+        if z.dim() != 2 or z.shape[1] != self.vae.latent_dim:
+            raise ValueError(f"z: expected noise vectors of shape (B, {self.vae.latent_dim}), "
+                             f"got {tuple(z.shape)}")
+        zc = self.vae.condition(z, y)  # the decoder's input: z, and the one-hot class if any
         if self.predictor is None:
-            x = self.vae.decode(z)
+            x = self.vae.decoder(zc)
             return (x, None) if return_delta else x
         if isinstance(self.predictor, ConstantDelta):  # nothing to watch: no base decode
             delta = self.predictor(z)  # every row the same, so their mean is exact and cheaper
-            x = self.deltas.decode(z, delta, scale=scale, mode="batch_mean")
+            x = self.deltas.decode(zc, delta, scale=scale, mode="batch_mean")
             return (x, delta) if return_delta else x
         # With only the output layer patched, both decodes share every layer before it.
-        h = self.vae.decoder.features(z) if self.deltas.output_layer_only else None
+        h = self.vae.decoder.features(zc) if self.deltas.output_layer_only else None
         with torch.no_grad() if self.config.video.detach else contextlib.nullcontext():
-            base = self.vae.decode(z) if h is None else self.vae.decoder(h, from_features=True)
+            base = self.vae.decoder(zc) if h is None else self.vae.decoder(h, from_features=True)
         delta = self.predict_delta(base, seed=seed)
-        x = self.deltas.decode(z, delta, scale=scale, features=h)
+        x = self.deltas.decode(zc, delta, scale=scale, features=h)
         return (x, delta) if return_delta else x
 
     def sample_z(self, n: int, *, seed: int | None = None) -> torch.Tensor:

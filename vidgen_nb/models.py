@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+import torch.nn.functional as F
 
 from .config import ModelConfig
 
@@ -72,7 +73,8 @@ class Decoder(nn.Module):
     def __init__(self, model_cfg: ModelConfig):
         super().__init__()
         self.shape = (model_cfg.widths[-1], model_cfg.bottom_size, model_cfg.bottom_size)
-        self.fc = nn.Linear(model_cfg.latent_dim, model_cfg.flat_size)
+        # With classes, the input is z and the one-hot class together (``VAE.condition``).
+        self.fc = nn.Linear(model_cfg.latent_dim + model_cfg.num_classes, model_cfg.flat_size)
         resize, pixel = model_cfg.decoder_upsample == "resize", model_cfg.decoder_norm == "pixel"
 
         def relu() -> list[nn.Module]:
@@ -115,23 +117,55 @@ class VAE(nn.Module):
     ``forward(x)`` returns ``(x_hat, mu, logvar)``; ``decode(z)`` turns noise vectors
     into images; ``sample_z(n)`` draws noise vectors from the prior N(0, I). Every
     layer starts from ``he_init``.
+
+    With ``num_classes`` C > 0 the VAE is class-conditional: the encoder's mu and
+    logvar layers and the decoder's first layer also see the one-hot class y, so
+    ``encode(x, y)``, ``decode(z, y)`` and ``forward(x, y)`` take labels (B,) in [0, C).
+    ``decode(z)`` without labels then decodes the classes 0, 1, ..., C-1, 0, ... in turn.
     """
 
     def __init__(self, model_cfg: ModelConfig):
         super().__init__()
-        self.latent_dim = model_cfg.latent_dim
+        self.latent_dim, self.num_classes = model_cfg.latent_dim, model_cfg.num_classes
         self.encoder = _down_blocks(model_cfg.channels, model_cfg.widths, nn.ReLU)
-        self.fc_mu = nn.Linear(model_cfg.flat_size, model_cfg.latent_dim)  # no activation: mu is any real
-        self.fc_logvar = nn.Linear(model_cfg.flat_size, model_cfg.latent_dim)  # nor is log-variance
+        flat = model_cfg.flat_size + model_cfg.num_classes
+        self.fc_mu = nn.Linear(flat, model_cfg.latent_dim)  # no activation: mu is any real
+        self.fc_logvar = nn.Linear(flat, model_cfg.latent_dim)  # nor is log-variance
         self.decoder = Decoder(model_cfg)
         for layer in self.modules():
             if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
                 followed_by_relu = layer not in (self.fc_mu, self.fc_logvar, self.decoder.out)
                 he_init(layer, relu=followed_by_relu)
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, C, H, W) -> mu, logvar, each (B, latent_dim)."""
-        h = self.encoder(x).flatten(1)  # (B, C', h, w) -> (B, C'*h*w)
+    def labels(self, y: torch.Tensor | None, n: int, device: torch.device) -> torch.Tensor | None:
+        """Checked class labels (n,) for a conditional VAE (the classes in turn when ``y`` is
+        None); None for an unconditional one. ``ValueError`` naming a bad label."""
+        if not self.num_classes:
+            if y is not None:
+                raise ValueError("labels given, but this model is unconditional (num_classes=0)")
+            return None
+        if y is None:
+            return torch.arange(n, device=device) % self.num_classes
+        if not isinstance(y, torch.Tensor) or y.shape != (n,) or y.dtype.is_floating_point:
+            raise ValueError(f"labels: expected an integer tensor of shape ({n},), got "
+                             f"{getattr(y, 'shape', type(y).__name__)}")
+        bad = y[(y < 0) | (y >= self.num_classes)]
+        if len(bad):
+            raise ValueError(f"label {int(bad[0])}: expected a class in 0..{self.num_classes - 1}")
+        return y.to(device)
+
+    def condition(self, h: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """(B, D) -> (B, D + num_classes): h and the one-hot class (h itself when unconditional)."""
+        y = self.labels(y, len(h), h.device)
+        if y is None:
+            return h
+        return torch.cat([h, F.one_hot(y, self.num_classes).to(h.dtype)], dim=1)
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, C, H, W) (and its labels y (B,) when conditional) -> mu, logvar, each (B, latent_dim)."""
+        if self.num_classes and y is None:
+            raise ValueError("a class-conditional encoder needs the images' labels y")
+        h = self.condition(self.encoder(x).flatten(1), y)  # (B, C', h, w) -> (B, C'*h*w [+ classes])
         return self.fc_mu(h), self.fc_logvar(h)
 
     @staticmethod
@@ -139,13 +173,14 @@ class VAE(nn.Module):
         """z = mu + sigma * eps with eps ~ N(0, I): a sample differentiable in mu, logvar."""
         return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """z (B, latent_dim) -> image (B, C, H, W) in [0, 1]."""
-        return self.decoder(z)
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """z (B, latent_dim) (and labels y (B,) when conditional) -> image (B, C, H, W) in [0, 1]."""
+        return self.decoder(self.condition(z, y))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        mu, logvar = self.encode(x)
-        return self.decode(self.reparameterize(mu, logvar)), mu, logvar
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
+        """x (B, C, H, W) -> (x_hat, mu, logvar): reconstructions of a posterior sample."""
+        mu, logvar = self.encode(x, y)
+        return self.decode(self.reparameterize(mu, logvar), y), mu, logvar
 
     def sample_z(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """n noise vectors (n, latent_dim) from N(0, I), on the model's device."""
@@ -163,6 +198,8 @@ class Discriminator(nn.Module):
     respect to an image reaches every pixel, not one in four per block.
     ``critic_convs`` convolutions per block; ``critic_mbstd`` adds the minibatch
     standard deviation as one more feature map before the score (``minibatch_std``).
+    With ``num_classes`` C > 0 it judges image and class together, as the projection
+    discriminator of Miyato & Koyama (2018): score = w . phi(x) + b + embed(y) . phi(x).
     """
 
     def __init__(self, model_cfg: ModelConfig):
@@ -172,18 +209,33 @@ class Discriminator(nn.Module):
                                      lambda: nn.LeakyReLU(0.2), pool, model_cfg.critic_convs)
         self.mbstd = model_cfg.critic_mbstd
         side = model_cfg.image_size // 2 ** len(model_cfg.critic_widths)
-        self.score = nn.Linear(model_cfg.critic_flat_size + (side**2 if self.mbstd else 0), 1)
+        flat = model_cfg.critic_flat_size + (side**2 if self.mbstd else 0)
+        self.score = nn.Linear(flat, 1)
+        self.num_classes = model_cfg.num_classes
+        # Zero at the start: the conditional critic begins as the unconditional one.
+        self.embed = nn.Embedding(self.num_classes, flat) if self.num_classes else None
+        if self.embed is not None:
+            nn.init.zeros_(self.embed.weight)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, C, H, W) (and labels y (B,) when conditional) -> scores (B,)."""
         h = self.features(x)  # (B, C', h, w)
         if self.mbstd:
             h = minibatch_std(h)  # -> (B, C' + 1, h, w)
-        return self.score(h.flatten(1)).squeeze(1)  # (B, 1) -> (B,)
+        h = h.flatten(1)
+        score = self.score(h).squeeze(1)  # (B, 1) -> (B,)
+        if self.embed is None:
+            if y is not None:
+                raise ValueError("labels given, but this critic is unconditional (num_classes=0)")
+            return score
+        if y is None:
+            raise ValueError("a class-conditional critic needs the images' labels y")
+        return score + (self.embed(y) * h).sum(1)  # the projection term
 
     @torch.no_grad()
-    def probability(self, x: torch.Tensor) -> torch.Tensor:
+    def probability(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """sigmoid(score), for display only: the score is what training uses."""
-        return torch.sigmoid(self(x))
+        return torch.sigmoid(self(x, y))
 
 
 def minibatch_std(h: torch.Tensor, group: int = 4) -> torch.Tensor:

@@ -13,6 +13,7 @@ checkpoints and logging. It builds the ``Parts`` an iteration touches and calls
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable, ContextManager
 
@@ -56,43 +57,56 @@ class GeneratorPass(nn.Module):
         self.generator = generator  # registered: DDP syncs the VAE and the predictor
         self.through_generator = through_generator
 
-    def forward(self, z: torch.Tensor, real: torch.Tensor):
-        """Samples and reconstructions: z (B, latent_dim), real (B, C, H, W) -> fake, delta, x_hat, mu, logvar."""
-        fake, delta = self.generator.generate(z, return_delta=True)
-        return fake, delta, *reconstruct_sampled(self.generator, real, self.through_generator)
+    def forward(self, z: torch.Tensor, real: torch.Tensor, y: torch.Tensor | None = None):
+        """Samples and reconstructions: z (B, latent_dim), real (B, C, H, W), their labels y
+        (B,) if conditional -> fake (of the classes y), delta, x_hat, mu, logvar."""
+        fake, delta = self.generator.generate(z, y=y, return_delta=True)
+        return fake, delta, *reconstruct_sampled(self.generator, real, self.through_generator, y)
 
 
-def reconstruct_sampled(generator: Generator, real: torch.Tensor, through_generator: bool):
-    """Training's reconstructions: real (B, C, H, W) -> x_hat, mu, logvar, x_hat decoded
-    from a posterior sample z = mu + sigma * eps by the whole generator (theta + delta,
-    the delta of x_hat's own video) or by the base weights theta alone."""
-    mu, logvar = generator.vae.encode(real)
+def reconstruct_sampled(generator: Generator, real: torch.Tensor, through_generator: bool,
+                        y: torch.Tensor | None = None):
+    """Training's reconstructions: real (B, C, H, W) (labels y if conditional) -> x_hat,
+    mu, logvar, x_hat decoded from a posterior sample z = mu + sigma * eps by the whole
+    generator (theta + delta, the delta of x_hat's own video) or by theta alone."""
+    mu, logvar = generator.vae.encode(real, y)
     z = generator.vae.reparameterize(mu, logvar)
-    x_hat = generator.generate(z) if through_generator else generator.vae.decode(z)
+    x_hat = generator.generate(z, y=y) if through_generator else generator.vae.decode(z, y)
     return x_hat, mu, logvar
 
 
-def critic_step(parts: Parts, real: torch.Tensor, t: TrainConfig) -> dict[str, float]:
+def judging(critic, y: torch.Tensor | None):
+    """The critic as a function of images alone: ``critic`` itself, or, when conditional,
+    ``critic(x, y)`` with the images' labels bound."""
+    return critic if y is None else functools.partial(critic, y=y)
+
+
+def critic_step(parts: Parts, real: torch.Tensor, t: TrainConfig,
+                y: torch.Tensor | None = None) -> dict[str, float]:
     """One WGAN-GP update of the critic D on real images and freshly generated ones.
 
     L_D = E[D(fake)] - E[D(real)] + gp_weight * E[(||grad D(x_mix)|| - 1)^2],
     x_mix = e * real + (1 - e) * fake, e ~ U(0, 1) per image (``losses.critic_loss``).
     With ``adversarial_recon`` half the fakes are reconstructions of real images (VAE-GAN).
-    Both kinds pass through DiffAugment (``augment``), if any.
+    Both kinds pass through DiffAugment (``augment``), if any. A conditional critic
+    judges D(x, y): the fakes are made of the real batch's classes y, so that every
+    mix x_mix has one class.
     """
-    generator = parts.generator
+    generator, n = parts.generator, len(real)
     with torch.no_grad(), parts.autocast():
         if t.adversarial_recon:  # half samples, half reconstructions
-            half = len(real) // 2
-            fake = torch.cat([generator.generate(generator.vae.sample_z(len(real) - half)),
-                              reconstruct_sampled(generator, real[len(real) - half:],
-                                                  t.recon_through_generator)[0]])
+            half = n // 2
+            first, rest = (None, None) if y is None else (y[:n - half], y[n - half:])
+            fake = torch.cat([generator.generate(generator.vae.sample_z(n - half), y=first),
+                              reconstruct_sampled(generator, real[n - half:],
+                                                  t.recon_through_generator, rest)[0]])
         else:
-            fake = generator.generate(generator.vae.sample_z(len(real)))
+            fake = generator.generate(generator.vae.sample_z(n), y=y)
     with parts.autocast():
         real, fake = diff_augment(real, t.augment), diff_augment(fake, t.augment)
-        loss, stats = critic_loss(parts.critic_net, real, fake, gp_critic=parts.critic,
-                                  gp_weight=t.gp_weight)
+        both = None if y is None else torch.cat([y, y])  # real and fake judged as one batch
+        loss, stats = critic_loss(judging(parts.critic_net, both), real, fake,
+                                  gp_critic=judging(parts.critic, y), gp_weight=t.gp_weight)
     parts.check_finite("critic", loss)
     parts.opt_d.zero_grad(set_to_none=True)
     loss.backward()
@@ -100,21 +114,23 @@ def critic_step(parts: Parts, real: torch.Tensor, t: TrainConfig) -> dict[str, f
     return stats
 
 
-def generator_step(parts: Parts, real: torch.Tensor, t: TrainConfig) -> dict[str, float]:
+def generator_step(parts: Parts, real: torch.Tensor, t: TrainConfig,
+                   y: torch.Tensor | None = None) -> dict[str, float]:
     """One update of the VAE's base weights theta and the predictor, by one backward.
 
     L_G = -E[D(fake)] + vae_weight * (-log p(real | x_hat) + beta * KL(q(z|real) || N(0, I)))
     per value, fake = decode(z; theta + delta(video(decode(z; theta)))), x_hat the real
-    batch's reconstructions (``losses.vae_loss``). The critic only judges here: its
-    weights get no gradient.
+    batch's reconstructions (``losses.vae_loss``); a conditional model generates the real
+    batch's classes y. The critic only judges here: its weights get no gradient.
     """
     parts.critic.requires_grad_(False)
     try:
         with parts.autocast():
             z = parts.generator.vae.sample_z(len(real))
-            fake, delta, x_hat, mu, logvar = parts.generator_pass(z, real)
+            fake, delta, x_hat, mu, logvar = parts.generator_pass(z, real, y)
             judged = torch.cat([fake, x_hat]) if t.adversarial_recon else fake
-            adv = generator_adversarial_loss(parts.critic, diff_augment(judged, t.augment))
+            labels = None if y is None else torch.cat([y, y]) if t.adversarial_recon else y
+            adv = generator_adversarial_loss(judging(parts.critic, labels), diff_augment(judged, t.augment))
             vae_term, stats = vae_loss(x_hat.float(), real.float(), mu.float(), logvar.float(),
                                        beta=t.beta, sigma=t.recon_sigma)
             loss = adv.float() + t.vae_weight * vae_term
@@ -144,16 +160,19 @@ def update_ema(parts: Parts, t: TrainConfig, step: int) -> None:
     torch._foreach_lerp_(averaged, trained, 1 - decay)
 
 
-def train_step(parts: Parts, next_real: Callable[[], torch.Tensor], t: TrainConfig,
+def train_step(parts: Parts, next_real: Callable[[], tuple], t: TrainConfig,
                step: int) -> dict[str, float]:
     """``n_critic`` critic steps, one generator step, the average; returns the last losses.
 
-    ``next_real()`` gives the next real batch (B, C, H, W); ``step`` is the number of
-    generator steps done before this one.
+    ``next_real()`` gives the next real batch (B, C, H, W) and its labels (B,), or None
+    for them when the model is unconditional; ``step`` is the number of generator steps
+    done before this one.
     """
     for _ in range(t.n_critic):
-        stats = critic_step(parts, next_real(), t)
-    stats.update(generator_step(parts, next_real(), t))
+        real, y = next_real()
+        stats = critic_step(parts, real, t, y)
+    real, y = next_real()
+    stats.update(generator_step(parts, real, t, y))
     update_ema(parts, t, step)
     return stats
 

@@ -156,6 +156,10 @@ class Trainer:
         self.dataset = load_dataset(data, image_size=m.image_size, in_memory=t.in_memory,
                                     num_workers=t.num_workers, skip_bad=skip_bad, verbose=verbose)
         check_batch_size(self.dataset, self.config.batch_size, self.world_size)
+        classes = getattr(self.dataset, "classes", None) or []
+        if m.num_classes and m.num_classes != len(classes):
+            raise ValueError(f"num_classes={m.num_classes}: the data has {len(classes)} classes "
+                             f"({', '.join(classes)}); a conditional model needs as many")
         self._batches = None  # the real-image stream, opened at the current position
         # Fixed noise vectors for sample grids and SWD, from their own generator so
         # that looking at samples never changes the training's random stream.
@@ -209,8 +213,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ steps
 
-    def _real(self) -> torch.Tensor:
-        """The next real batch (B, C, H, W) on the device."""
+    def _real_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The next real batch (B, C, H, W) on the device, and its labels (B,) when the
+        model is class-conditional (else None)."""
         if self._batches is None:
             sampler = ResumableBatchSampler(len(self.dataset), self.config.batch_size,
                                             seed=self.config.seed, start=self.batches_seen,
@@ -218,22 +223,28 @@ class Trainer:
             self._batches = endless_batches(self.dataset, sampler,
                                             num_workers=self.config.train.num_workers)
         self.batches_seen += 1
-        x = next(self._batches).to(self.device, non_blocking=True)
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+        x, y = next(self._batches)
+        x = x.to(self.device, non_blocking=True)
+        y = y.to(self.device) if self.config.model.num_classes else None
+        return (x.contiguous(memory_format=torch.channels_last) if self.channels_last else x), y
 
-    def critic_step(self, real: torch.Tensor) -> dict[str, float]:
+    def _real(self) -> torch.Tensor:
+        """The next real batch's images (B, C, H, W) on the device."""
+        return self._real_batch()[0]
+
+    def critic_step(self, real: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, float]:
         """One WGAN-GP update of the critic on real vs freshly generated images (``step.py``)."""
-        return step.critic_step(self._parts, real, self.config.train)
+        return step.critic_step(self._parts, real, self.config.train, y)
 
-    def generator_step(self, real: torch.Tensor) -> dict[str, float]:
+    def generator_step(self, real: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, float]:
         """One update of the VAE's base weights and the predictor, then the average (``step.py``)."""
-        stats = step.generator_step(self._parts, real, self.config.train)
+        stats = step.generator_step(self._parts, real, self.config.train, y)
         step.update_ema(self._parts, self.config.train, self.step)
         return stats
 
     def train_step(self) -> dict[str, float]:
         """``n_critic`` critic steps, then one generator step; returns the last losses."""
-        stats = step.train_step(self._parts, self._real, self.config.train, self.step)
+        stats = step.train_step(self._parts, self._real_batch, self.config.train, self.step)
         self.step += 1
         return stats
 
@@ -313,11 +324,18 @@ class Trainer:
 
     def real_images(self, n: int) -> torch.Tensor:
         """n real images (n, C, H, W), a fixed seeded choice, on the CPU."""
+        return self._real_fixed(n)[0]
+
+    def _real_fixed(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``real_images(n)`` and, for a conditional model, their labels (n,) (else None)."""
         idx = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(0))[:n]
         images = getattr(self.dataset, "images", None)
         if images is not None:
-            return images[idx].float() / 255
-        return torch.stack([self.dataset[i][0] for i in idx.tolist()])
+            x, y = images[idx].float() / 255, self.dataset.labels[idx]
+        else:
+            xs, ys = zip(*[self.dataset[i] for i in idx.tolist()])
+            x, y = torch.stack(xs), torch.as_tensor(ys)
+        return x, (y.to(self.device) if self.config.model.num_classes else None)
 
     def swd(self) -> float:
         """SWD between fixed generated images and fixed real ones (lower is better)."""
@@ -343,14 +361,15 @@ class Trainer:
         images themselves.
         """
         n = min(self.config.train.swd_images, len(self.dataset))
-        real = self.real_images(len(self.dataset) if len(self.dataset) < 2 * n else 2 * n)
+        real, labels = self._real_fixed(len(self.dataset) if len(self.dataset) < 2 * n else 2 * n)
         name_shapes = None if self.judge is None else functools.partial(judge_shapes, self.judge)
         with self._evaluating():
             figures = delta_figures(self.generator_ema, self.fixed_z[:n], real[:n],
                                     seed=self.config.seed, name_shapes=name_shapes)
             figures.update(vae_figures(self.generator_ema, real[:n].to(self.device),
                                        through_generator=self.config.train.recon_through_generator,
-                                       seed=self.config.seed, name_shapes=name_shapes))
+                                       seed=self.config.seed, name_shapes=name_shapes,
+                                       labels=None if labels is None else labels[:n]))
         if self.judge is not None:
             figures["shapes_named_real"] = judge_shapes(self.judge, real[:n])["shapes_named"]
         figures["swd_floor"] = real_floor(real)
@@ -365,10 +384,11 @@ class Trainer:
         Each image is encoded to its posterior mean and decoded as training decodes
         reconstructions (through the whole generator, or the base decoder alone).
         """
-        real = self.real_images(n)
+        real, labels = self._real_fixed(n)
         with self._evaluating():
             recon = reconstruct(self.generator_ema, real.to(self.device), seed=self.config.seed,
-                                through_generator=self.config.train.recon_through_generator)
+                                through_generator=self.config.train.recon_through_generator,
+                                labels=labels)
         return real, recon.float().cpu()
 
     def save_samples(self, path: str | os.PathLike, n: int = 64) -> Path:

@@ -224,16 +224,15 @@ class ResumableBatchSampler(Sampler):
 
 
 def endless_batches(dataset: Dataset, sampler: ResumableBatchSampler, *, num_workers: int = 0):
-    """Yield image batches (B, 3, H, W) in [0, 1] forever, in the sampler's order.
+    """Yield (images (B, 3, H, W) in [0, 1], labels (B,)) forever, in the sampler's order.
 
     In-memory images are gathered with one index per batch; others go through a
     ``SafeDataLoader`` with ``num_workers`` processes.
     """
     if isinstance(dataset, InMemoryImages):
         for idx in sampler:
-            yield dataset.images[idx].float().div_(255)
+            yield dataset.images[idx].float().div_(255), dataset.labels[idx]
     else:
         loader = SafeDataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
                                 generator=torch.Generator())  # keeps the global RNG untouched
-        for x, _ in loader:
-            yield x
+        yield from loader

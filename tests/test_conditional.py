@@ -1,0 +1,108 @@
+"""Class-conditional generation: the class reaches the decoder, the encoder and the
+critic's score; per-sample decoding equals a loop; labels flow through resume."""
+
+import pytest
+import torch
+
+from vidgen_nb import Config, Generator, builtin_dataset
+from vidgen_nb.models import VAE, Discriminator
+from vidgen_nb.reference import ReferenceGenerator
+from vidgen_nb.training import Trainer
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return builtin_dataset(tmp_path_factory.mktemp("data"), per_class=4, size=16)
+
+
+def conditional(**overrides):
+    return Config.preset("tiny", num_classes=4, log_every=1, checkpoint_every=2, sample_every=2,
+                         swd_images=16, **overrides)
+
+
+def trained_generator(seed=0):
+    torch.manual_seed(seed)
+    cfg = conditional()
+    g = Generator.build(cfg)
+    with torch.no_grad():  # a predictor that reacts: its zero-initialised last layer made random
+        for p in g.predictor.parameters():
+            p.normal_(0, 0.05)
+    return g.eval()
+
+
+def test_the_class_changes_the_image_and_is_checked_by_name():
+    g = trained_generator()
+    z = g.sample_z(4, seed=1)
+    a = g.generate(z, torch.tensor([0, 0, 0, 0]), seed=0)
+    b = g.generate(z, torch.tensor([1, 1, 1, 1]), seed=0)
+    assert not torch.allclose(a, b)
+    assert torch.equal(g.generate(z, seed=0), g.generate(z, torch.tensor([0, 1, 2, 3]), seed=0))
+    with pytest.raises(ValueError, match=r"label 4: expected a class in 0\.\.3"):
+        g.generate(z, torch.tensor([0, 1, 2, 4]))
+    with pytest.raises(ValueError, match=r"labels: expected an integer tensor of shape \(4,\)"):
+        g.generate(z, torch.tensor([0.0, 1, 2, 3]))
+    with pytest.raises(ValueError, match="needs the images' labels"):
+        g.vae.encode(torch.rand(4, 3, 16, 16))
+    with pytest.raises(ValueError, match="unconditional"):
+        Generator.build(Config.preset("tiny")).generate(z[:, :8], torch.tensor([0, 1, 2, 3]))
+
+
+def test_conditional_decode_per_sample_equals_a_loop():
+    g = trained_generator()
+    ref = ReferenceGenerator(g.config, g.vae, g.predictor)
+    z, y = g.sample_z(6, seed=2), torch.tensor([3, 1, 0, 2, 2, 1])
+    with torch.no_grad():
+        fast, d_fast = g.generate(z, y, seed=5, return_delta=True)
+        slow, d_slow = ref.generate(z, y, seed=5, return_delta=True)
+    assert torch.allclose(d_fast, d_slow, atol=1e-6) and torch.allclose(fast, slow, atol=1e-5)
+
+
+def test_zero_delta_gives_the_base_images_of_the_class_asked():
+    g = trained_generator()
+    z, y = g.sample_z(4, seed=3), torch.tensor([2, 0, 3, 1])
+    with torch.no_grad():
+        assert torch.allclose(g.generate(z, y, scale=0.0, seed=0), g.vae.decode(z, y), atol=1e-6)
+
+
+def test_the_critic_s_class_input_reaches_its_score():
+    m = conditional().model
+    critic = Discriminator(m)
+    x = torch.rand(4, 3, 16, 16)
+    y0, y1 = torch.zeros(4, dtype=torch.long), torch.ones(4, dtype=torch.long)
+    assert torch.equal(critic(x, y0), critic(x, y1))  # the projection starts at zero
+    with torch.no_grad():
+        critic.embed.weight.normal_()
+    assert not torch.allclose(critic(x, y0), critic(x, y1))
+    scores = critic(x, y0)
+    scores.sum().backward()
+    assert critic.embed.weight.grad[0].abs().sum() > 0 and critic.embed.weight.grad[1:].abs().sum() == 0
+
+
+def test_the_encoder_sees_the_class():
+    vae = VAE(conditional().model)
+    x = torch.rand(2, 3, 16, 16)
+    mu0, _ = vae.encode(x, torch.tensor([0, 0]))
+    mu1, _ = vae.encode(x, torch.tensor([1, 1]))
+    assert not torch.allclose(mu0, mu1)
+
+
+def test_a_conditional_run_trains_and_resumes_exactly_with_its_labels(tmp_path, data):
+    straight = Trainer(conditional(), data=data, progress=False)
+    straight.train(4)
+    first = Trainer(conditional(), data=data, out=tmp_path / "r", progress=False)
+    first.train(2)
+    resumed = Trainer.from_checkpoint(tmp_path / "r" / "checkpoint.pt", data=data, progress=False)
+    resumed.train(2)
+    for a, b in zip(straight.generator.parameters(), resumed.generator.parameters()):
+        assert torch.equal(a, b)
+    assert torch.equal(straight.critic.embed.weight, resumed.critic.embed.weight)
+    assert straight.critic.embed.weight.abs().sum() > 0  # the labels reached the critic
+    figures = resumed.evaluate()
+    assert figures["swd"] > 0 and "delta_spread" in figures
+
+
+def test_a_class_count_the_data_does_not_have_is_refused_by_name(data):
+    with pytest.raises(ValueError, match=r"num_classes=3: the data has 4 classes"):
+        Trainer(Config.preset("tiny", num_classes=3), data=data, progress=False)
+    with pytest.raises(ValueError, match=r"num_classes=-1: expected an integer in 0\.\.1024"):
+        Config.preset("tiny", num_classes=-1)
