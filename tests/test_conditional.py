@@ -106,3 +106,21 @@ def test_a_class_count_the_data_does_not_have_is_refused_by_name(data):
         Trainer(Config.preset("tiny", num_classes=3), data=data, progress=False)
     with pytest.raises(ValueError, match=r"num_classes=-1: expected an integer in 0\.\.1024"):
         Config.preset("tiny", num_classes=-1)
+
+
+def test_the_judge_says_how_often_a_sample_is_the_class_asked():
+    from vidgen_nb.judge import CLASSES, draw_labelled, judge_shapes, load_judge
+
+    judge = load_judge(32)
+    x, y = draw_labelled(40, 32, seed=123)
+    x, y = x[y < len(CLASSES)], y[y < len(CLASSES)]  # shapes only, y indexes CLASSES
+    right = judge_shapes(judge, x, y, CLASSES)
+    wrong = judge_shapes(judge, x, (y + 1) % len(CLASSES), CLASSES)
+    assert right["shapes_named"] == wrong["shapes_named"] > 0.5
+    assert right["as_asked_of_named"] > 0.9 and wrong["named_as_asked"] < 0.1
+    assert len(right["named_per_class"]) == len(right["as_asked_per_class"]) == 4
+    sorted_names = tuple(sorted(CLASSES))  # as ImageFolder orders the built-in folders
+    again = judge_shapes(judge, x, torch.tensor([sorted_names.index(CLASSES[k]) for k in y]), sorted_names)
+    assert again["named_as_asked"] == right["named_as_asked"]
+    with pytest.raises(ValueError, match="classes \\['cat'\\]: the judge knows only"):
+        judge_shapes(judge, x[:1], torch.tensor([0]), ("cat",))

@@ -102,8 +102,8 @@ def delta_figures(generator: Generator, z: torch.Tensor, real: torch.Tensor, *,
     y = generator.vae.labels(None, len(z), z.device)
     x, delta = generate_fixed(generator, z, seed=seed, y=y)
     figures = {"swd": swd(x.float().cpu(), real)}
-    if name_shapes is not None:
-        figures.update(name_shapes(x))
+    if name_shapes is not None:  # a conditional model's samples judged against the class asked
+        figures.update(name_shapes(x) if y is None else name_shapes(x, y))
     if delta is None:
         return figures
     delta = delta.float()

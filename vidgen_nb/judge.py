@@ -201,8 +201,17 @@ def load_judge(image_size: int) -> ShapeJudge | None:
 
 
 @torch.no_grad()
-def judge_shapes(judge: ShapeJudge, images: torch.Tensor) -> dict:
-    """``shapes_named`` (a share in [0, 1]) and ``shape_counts`` (a list over ``CLASSES``)."""
+def judge_shapes(judge: ShapeJudge, images: torch.Tensor, asked: torch.Tensor | None = None,
+                 classes: tuple = CLASSES) -> dict:
+    """``shapes_named`` (a share in [0, 1]) and ``shape_counts`` (a list over ``CLASSES``).
+
+    With ``asked`` (B,), the class each image was generated as (an index into
+    ``classes``, the data's class names, each one of ``CLASSES``), also
+    ``named_as_asked``: the share of images named as the class asked;
+    ``as_asked_of_named``: that share among the named ones (nan if none is named); and
+    ``named_per_class`` / ``as_asked_per_class``: both shares per class asked, over
+    ``classes``.
+    """
     if tuple(images.shape[-2:]) != (judge.image_size, judge.image_size):
         raise ValueError(f"images of {tuple(images.shape[-2:])} px: this judge was trained at "
                          f"{judge.image_size} x {judge.image_size}")
@@ -211,7 +220,21 @@ def judge_shapes(judge: ShapeJudge, images: torch.Tensor) -> dict:
     best, label = p.max(1)
     named = (best >= CONFIDENT) & (label < len(CLASSES))
     counts = np.bincount(label[named].numpy(), minlength=len(LABELS))[:len(CLASSES)]
-    return {"shapes_named": named.float().mean().item(), "shape_counts": counts.tolist()}
+    figures = {"shapes_named": named.float().mean().item(), "shape_counts": counts.tolist()}
+    if asked is None:
+        return figures
+    unknown = [c for c in classes if c not in CLASSES]
+    if unknown:
+        raise ValueError(f"classes {unknown}: the judge knows only {CLASSES}")
+    asked = asked.cpu()
+    want = torch.tensor([CLASSES.index(c) for c in classes])[asked]
+    hit = named & (label == want)
+    share = [(named[asked == k].float().mean().item(), hit[asked == k].float().mean().item())
+             for k in range(len(classes))]
+    figures.update(named_as_asked=hit.float().mean().item(),
+                   as_asked_of_named=(hit.sum() / named.sum()).item() if named.any() else math.nan,
+                   named_per_class=[a for a, _ in share], as_asked_per_class=[b for _, b in share])
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:

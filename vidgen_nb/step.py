@@ -58,17 +58,20 @@ class GeneratorPass(nn.Module):
         self.through_generator = through_generator
 
     def forward(self, z: torch.Tensor, real: torch.Tensor, y: torch.Tensor | None = None):
-        """Samples and reconstructions: z (B, latent_dim), real (B, C, H, W), their labels y
-        (B,) if conditional -> fake (of the classes y), delta, x_hat, mu, logvar."""
+        """Samples and reconstructions: z (B, latent_dim), real (B, C, H, W) -> fake, delta, x_hat, mu, logvar.
+
+        A conditional model takes the real images' labels y (B,) and draws fakes of those classes."""
         fake, delta = self.generator.generate(z, y=y, return_delta=True)
         return fake, delta, *reconstruct_sampled(self.generator, real, self.through_generator, y)
 
 
 def reconstruct_sampled(generator: Generator, real: torch.Tensor, through_generator: bool,
                         y: torch.Tensor | None = None):
-    """Training's reconstructions: real (B, C, H, W) (labels y if conditional) -> x_hat,
-    mu, logvar, x_hat decoded from a posterior sample z = mu + sigma * eps by the whole
-    generator (theta + delta, the delta of x_hat's own video) or by theta alone."""
+    """Training's reconstructions: real (B, C, H, W) -> x_hat, mu, logvar.
+
+    x_hat is decoded from a posterior sample z = mu + sigma * eps by the whole generator
+    (theta + delta, the delta of x_hat's own video) or by theta alone; a conditional
+    model encodes and decodes with the labels y."""
     mu, logvar = generator.vae.encode(real, y)
     z = generator.vae.reparameterize(mu, logvar)
     x_hat = generator.generate(z, y=y) if through_generator else generator.vae.decode(z, y)
@@ -190,11 +193,12 @@ def step_bytes(config: Config) -> int:
 
 
 def code_path() -> str:
-    """The functions one iteration calls, in order, each with the first line of its docstring."""
+    """The functions one iteration calls, in order, each with its docstring's first sentence."""
     from .losses import gradient_penalty
 
     def line(fn, indent: str) -> str:
-        return f"{indent}{fn.__module__}.{fn.__qualname__}: {(fn.__doc__ or '').strip().splitlines()[0]}"
+        summary = " ".join((fn.__doc__ or "").split("\n\n")[0].split())
+        return f"{indent}{fn.__module__}.{fn.__qualname__}: {summary.split('. ')[0].rstrip('.')}."
 
     order = [(critic_step, "x n_critic", (Generator.generate, critic_loss, gradient_penalty)),
              (generator_step, "once", (GeneratorPass.forward, reconstruct_sampled,

@@ -218,6 +218,12 @@ def summary(f: dict) -> str:
                  if "shapes_named_recon" in f else "")  # runs from before it was measured lack it
         lines.append(f"  shapes: the judge names a shape in {f['shapes_named']:.0%} of the samples "
                      f"({counts}), in {f['shapes_named_real']:.0%} of real images{recon}")
+        if "named_as_asked" in f:  # a class-conditional model
+            per_class = ", ".join(f"{n:.0%}/{a:.0%}" for n, a in zip(f["named_per_class"],
+                                                                  f["as_asked_per_class"]))
+            lines.append(f"  classes: named as the class asked in {f['named_as_asked']:.0%} of the "
+                         f"samples ({f['as_asked_of_named']:.0%} of the named ones); per class "
+                         f"asked, named/as asked: {per_class}")
     lines.append(f"  VAE: reconstructions RMS {f['recon_rms']:.3f} per value, SWD {f['recon_swd']:.4f}; "
                  f"KL {f['kl_per_dim']:.3f} nats per dimension, {f['active_dims']} dimensions active")
     if "delta_spread" in f:

@@ -362,7 +362,8 @@ class Trainer:
         """
         n = min(self.config.train.swd_images, len(self.dataset))
         real, labels = self._real_fixed(len(self.dataset) if len(self.dataset) < 2 * n else 2 * n)
-        name_shapes = None if self.judge is None else functools.partial(judge_shapes, self.judge)
+        name_shapes = None if self.judge is None else functools.partial(
+            judge_shapes, self.judge, classes=tuple(self.dataset.classes or ()))
         with self._evaluating():
             figures = delta_figures(self.generator_ema, self.fixed_z[:n], real[:n],
                                     seed=self.config.seed, name_shapes=name_shapes)
