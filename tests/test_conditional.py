@@ -124,3 +124,31 @@ def test_the_judge_says_how_often_a_sample_is_the_class_asked():
     assert again["named_as_asked"] == right["named_as_asked"]
     with pytest.raises(ValueError, match="classes \\['cat'\\]: the judge knows only"):
         judge_shapes(judge, x[:1], torch.tensor([0]), ("cat",))
+
+
+def test_videos_and_the_delta_explorer_draw_the_class_asked(tmp_path, data, capsys):
+    from vidgen_nb.generated_video import delta_sweep, feedback_video, latent_walk
+    from vidgen_nb.render import main as render_main
+    from vidgen_nb.widgets import DeltaExplorer
+
+    g = trained_generator()
+    walk = latent_walk(g, 2, 4, seed=0, label=2)
+    assert walk.shape == (2, 4, 3, 16, 16)
+    first = latent_walk(g, 2, 4, seed=0)  # each video its own class: video 1 is class 1
+    assert torch.allclose(first[0], latent_walk(g, 2, 4, seed=0, label=0)[0], atol=1e-6)
+    assert not torch.allclose(first[1], latent_walk(g, 2, 4, seed=0, label=0)[1])
+    assert feedback_video(g, 2, 3, label=3)[0].shape == (2, 3, 3, 16, 16)
+    sweep = delta_sweep(g, 2, 4, label=1)
+    z = g.sample_z(2, seed=0)
+    assert torch.allclose(sweep[:, 0], g.vae.decode(z, torch.tensor([1, 1])), atol=1e-6)  # s = 0
+    with pytest.raises(ValueError, match=r"label 9: expected a class in 0\.\.3"):
+        feedback_video(g, 1, 3, label=9)
+    explorer = DeltaExplorer(g, z[:1], label=3)
+    assert torch.allclose(explorer.base, g.vae.decode(z[:1], torch.tensor([3])), atol=1e-6)
+
+    Trainer(conditional(), data=data, out=tmp_path / "run", progress=False).train(1)
+    checkpoint = str(tmp_path / "run" / "checkpoint.pt")
+    assert render_main(["--checkpoint", checkpoint, "--class", "2", "--frames", "3", "--videos", "2",
+                        "--out", str(tmp_path / "v.gif")]) == 0
+    assert render_main(["--checkpoint", checkpoint, "--class", "4", "--out", str(tmp_path / "w.gif")]) == 2
+    assert "--class 4: expected a class in 0..3" in capsys.readouterr().err

@@ -37,15 +37,30 @@ def _check_sizes(num_videos, num_frames) -> None:
 
 
 @torch.no_grad()
+def _decoder_input(generator: Generator, z: torch.Tensor, label: int | None, repeat: int = 1):
+    """Noise vectors (N * repeat, D), video by video -> the decoder's input: z itself, or
+    for a class-conditional model z with each video's one-hot class (``label`` for
+    every video, else the classes in turn). ``ValueError`` naming a bad class."""
+    n = len(z) // repeat
+    if not generator.vae.num_classes:
+        if label is not None:
+            raise ValueError(f"class {label}: this model is unconditional (num_classes=0)")
+        return z
+    y = None if label is None else torch.full((n,), int(label), device=z.device)
+    y = generator.vae.labels(y, n, z.device)
+    return generator.vae.condition(z, y.repeat_interleave(repeat))
+
+
 def latent_walk(generator: Generator, num_videos: int = 4, num_frames: int = 24, *,
                 keyframes: int = 3, loop: bool = True, use_delta: bool = True, scale: float = 1.0,
-                seed: int = 0) -> torch.Tensor:
+                seed: int = 0, label: int | None = None) -> torch.Tensor:
     """Frames decoded along a smooth path through latent space -> (N, T, C, H, W).
 
     The path visits ``keyframes`` random noise vectors by spherical interpolation (and,
     with ``loop``, returns to the first, so the video loops seamlessly). With
     ``use_delta`` every frame is decoded with its own predicted delta, times ``scale``.
-    All N x T frames are decoded as one batch.
+    All N x T frames are decoded as one batch. A class-conditional model walks within
+    one class (``label``) or each video within its own (the classes in turn).
     """
     _check_sizes(num_videos, num_frames)
     check_positive("keyframes", keyframes)
@@ -60,8 +75,8 @@ def latent_walk(generator: Generator, num_videos: int = 4, num_frames: int = 24,
            else torch.linspace(0, segments, num_frames)).to(keys.device)
     idx = pos.floor().long().clamp(max=segments - 1)
     z = slerp(keys[:, idx], keys[:, idx + 1], (pos - idx).expand(num_videos, -1))  # (N, T, D)
-    z = z.reshape(num_videos * num_frames, -1)
-    x = generator.vae.decode(z)
+    z = _decoder_input(generator, z.reshape(num_videos * num_frames, -1), label, num_frames)
+    x = generator.vae.decoder(z)
     if use_delta:
         x = generator.deltas.decode(z, generator.predict_delta(x, seed=seed), scale=scale)
     return x.view(num_videos, num_frames, *x.shape[1:])
@@ -69,7 +84,7 @@ def latent_walk(generator: Generator, num_videos: int = 4, num_frames: int = 24,
 
 @torch.no_grad()
 def delta_sweep(generator: Generator, num_videos: int = 4, num_frames: int = 24, *,
-                amplitude: float = 1.0, seed: int = 0) -> torch.Tensor:
+                amplitude: float = 1.0, seed: int = 0, label: int | None = None) -> torch.Tensor:
     """One noise vector per video, the delta scale swept 0 -> a -> 0 -> -a -> (N, T, C, H, W).
 
     Each video's delta is predicted once from its base image; frame t is decoded with
@@ -78,8 +93,8 @@ def delta_sweep(generator: Generator, num_videos: int = 4, num_frames: int = 24,
     """
     _check_sizes(num_videos, num_frames)
     _need_predictor(generator, "delta-sweep")
-    z = generator.sample_z(num_videos, seed=seed)  # (N, D)
-    delta = generator.predict_delta(generator.vae.decode(z), seed=seed)  # (N, WEIGHT_UPDATE_SIZE)
+    z = _decoder_input(generator, generator.sample_z(num_videos, seed=seed), label)  # (N, D [+ classes])
+    delta = generator.predict_delta(generator.vae.decoder(z), seed=seed)  # (N, WEIGHT_UPDATE_SIZE)
     s = amplitude * torch.sin(2 * math.pi * torch.arange(num_frames, device=z.device) / num_frames)
     deltas = (delta[:, None] * s[None, :, None]).reshape(num_videos * num_frames, -1)
     x = generator.deltas.decode(z.repeat_interleave(num_frames, 0), deltas)
@@ -88,7 +103,8 @@ def delta_sweep(generator: Generator, num_videos: int = 4, num_frames: int = 24,
 
 @torch.no_grad()
 def feedback_video(generator: Generator, num_videos: int = 4, num_frames: int = 24, *,
-                   scale: float = 1.0, damping: float = 0.0, seed: int = 0) -> tuple[torch.Tensor, dict]:
+                   scale: float = 1.0, damping: float = 0.0, seed: int = 0,
+                   label: int | None = None) -> tuple[torch.Tensor, dict]:
     """A video the weight predictor drives: frame t+1 is decoded with theta + s * delta_t.
 
     delta_t is what the predictor infers from the last T frames generated so far (its
@@ -110,8 +126,8 @@ def feedback_video(generator: Generator, num_videos: int = 4, num_frames: int = 
     window = generator.num_frames
     params = dict(generator.vae.named_parameters())
     theta = torch.sqrt(sum(params[n].square().sum() for n in generator.deltas.names))
-    z = generator.sample_z(num_videos, seed=seed)
-    frames = [generator.vae.decode(z)]  # frame 0: the base weights
+    z = _decoder_input(generator, generator.sample_z(num_videos, seed=seed), label)
+    frames = [generator.vae.decoder(z)]  # frame 0: the base weights
     ratios = [torch.zeros(num_videos, device=z.device)]
     delta = None
     for _ in range(1, num_frames):

@@ -39,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--damping", type=float, default=0.0, help="feedback: smoothing of delta over time, [0, 1)")
     parser.add_argument("--out", help="GIF or MP4 to write (default: <mode>.gif beside the checkpoint)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
+    parser.add_argument("--class", dest="label", type=int, metavar="K",
+                        help="a class-conditional model draws class K (0-based, in the order of "
+                             "the data's sorted sub-folders) in every video (default: each video "
+                             "its own class, in turn)")
     return parser
 
 
@@ -83,7 +87,11 @@ def main(argv: list[str] | None = None) -> int:
                    device, f"--frames {args.frames} x --videos {args.videos}")
     except ValueError as exc:
         return fail(str(exc))
-    common = dict(num_videos=args.videos, num_frames=args.frames, seed=args.seed)
+    if args.label is not None and not m.num_classes:
+        return fail(f"--class {args.label}: this model is unconditional (trained without --num-classes)")
+    if args.label is not None and not 0 <= args.label < m.num_classes:
+        return fail(f"--class {args.label}: expected a class in 0..{m.num_classes - 1}")
+    common = dict(num_videos=args.videos, num_frames=args.frames, seed=args.seed, label=args.label)
     try:
         if args.mode == "latent-walk":
             video = latent_walk(generator, use_delta=generator.predictor is not None, scale=args.scale,

@@ -137,17 +137,21 @@ class DeltaExplorer:
         generator: a ``Generator`` with a weight predictor (``trainer.generator_ema``).
         z: the noise vector to decode (1, latent_dim), e.g. ``trainer.fixed_z[:1]``.
         seed: seed of the synthetic video the delta is predicted from.
+        label: the class to draw, for a class-conditional generator (default 0).
     """
 
     def __init__(self, generator: Generator, z: torch.Tensor, *, seed: int = 0,
-                 scale_range: float = 2.0):
+                 scale_range: float = 2.0, label: int | None = None):
         if generator.predictor is None:
             raise ValueError("this generator has no weight predictor (use_predictor=False)")
         self.generator, self.deltas = generator, generator.deltas
-        self.z = z.to(generator.device)
+        z = z.to(generator.device)
+        y = None if label is None else torch.full((len(z),), int(label), device=z.device)
+        y = generator.vae.labels(y, len(z), z.device) if generator.vae.num_classes else y
+        self.z = generator.vae.condition(z, y)  # the decoder's input: z and the class, if any
         with torch.no_grad():
-            self.base = generator.vae.decode(self.z)  # (1, C, H, W)
-            _, delta = generator.generate(self.z, seed=seed, return_delta=True)
+            self.base = generator.vae.decoder(self.z)  # (1, C, H, W)
+            _, delta = generator.generate(z, y, seed=seed, return_delta=True)
         self.delta = delta.float()  # (1, WEIGHT_UPDATE_SIZE)
         self.scale = W.FloatSlider(value=1.0, min=-scale_range, max=scale_range, step=0.05,
                                    description="delta scale")
