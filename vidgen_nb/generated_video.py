@@ -41,14 +41,8 @@ def _decoder_input(generator: Generator, z: torch.Tensor, label: int | None, rep
     """Noise vectors (N * repeat, D), video by video -> the decoder's input: z itself, or
     for a class-conditional model z with each video's one-hot class (``label`` for
     every video, else the classes in turn). ``ValueError`` naming a bad class."""
-    n = len(z) // repeat
-    if not generator.vae.num_classes:
-        if label is not None:
-            raise ValueError(f"class {label}: this model is unconditional (num_classes=0)")
-        return z
-    y = None if label is None else torch.full((n,), int(label), device=z.device)
-    y = generator.vae.labels(y, n, z.device)
-    return generator.vae.condition(z, y.repeat_interleave(repeat))
+    y = generator.vae.labels(label, len(z) // repeat, z.device)
+    return z if y is None else generator.vae.condition(z, y.repeat_interleave(repeat))
 
 
 def latent_walk(generator: Generator, num_videos: int = 4, num_frames: int = 24, *,

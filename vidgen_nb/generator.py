@@ -120,8 +120,8 @@ class Generator(nn.Module):
         """Noise vectors (B, latent_dim) -> generated images (B, C, H, W) in [0, 1].
 
         With the predictor: decode, make the synthetic video, predict delta, decode again
-        with theta + scale * delta. ``y`` (B,): the classes asked for, when the model is
-        class-conditional (default: each class in turn). ``seed`` fixes the video's
+        with theta + scale * delta. ``y`` (B,) or one int: the classes asked for, when the
+        model is class-conditional (default: each class in turn). ``seed`` fixes the video's
         randomness. With ``return_delta``, returns (images, delta), delta None without a
         predictor.
         """

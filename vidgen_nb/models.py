@@ -137,15 +137,18 @@ class VAE(nn.Module):
                 followed_by_relu = layer not in (self.fc_mu, self.fc_logvar, self.decoder.out)
                 he_init(layer, relu=followed_by_relu)
 
-    def labels(self, y: torch.Tensor | None, n: int, device: torch.device) -> torch.Tensor | None:
-        """Checked class labels (n,) for a conditional VAE (the classes in turn when ``y`` is
-        None); None for an unconditional one. ``ValueError`` naming a bad label."""
+    def labels(self, y: torch.Tensor | int | None, n: int, device: torch.device) -> torch.Tensor | None:
+        """Checked class labels (n,) for a conditional VAE: ``y`` itself, one class (an int)
+        for all n, or the classes in turn when ``y`` is None; None for an unconditional
+        VAE. ``ValueError`` naming a bad label."""
         if not self.num_classes:
             if y is not None:
                 raise ValueError("labels given, but this model is unconditional (num_classes=0)")
             return None
         if y is None:
             return torch.arange(n, device=device) % self.num_classes
+        if isinstance(y, int) and not isinstance(y, bool):
+            y = torch.full((n,), y, device=device)
         if not isinstance(y, torch.Tensor) or y.shape != (n,) or y.dtype.is_floating_point:
             raise ValueError(f"labels: expected an integer tensor of shape ({n},), got "
                              f"{getattr(y, 'shape', type(y).__name__)}")
@@ -154,8 +157,9 @@ class VAE(nn.Module):
             raise ValueError(f"label {int(bad[0])}: expected a class in 0..{self.num_classes - 1}")
         return y.to(device)
 
-    def condition(self, h: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        """(B, D) -> (B, D + num_classes): h and the one-hot class (h itself when unconditional)."""
+    def condition(self, h: torch.Tensor, y: torch.Tensor | int | None) -> torch.Tensor:
+        """(B, D) -> (B, D + num_classes): h and the one-hot class of ``labels(y)`` (h itself
+        when unconditional)."""
         y = self.labels(y, len(h), h.device)
         if y is None:
             return h

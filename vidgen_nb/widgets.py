@@ -146,12 +146,10 @@ class DeltaExplorer:
             raise ValueError("this generator has no weight predictor (use_predictor=False)")
         self.generator, self.deltas = generator, generator.deltas
         z = z.to(generator.device)
-        y = None if label is None else torch.full((len(z),), int(label), device=z.device)
-        y = generator.vae.labels(y, len(z), z.device) if generator.vae.num_classes else y
-        self.z = generator.vae.condition(z, y)  # the decoder's input: z and the class, if any
+        self.z = generator.vae.condition(z, label)  # the decoder's input: z and the class, if any
         with torch.no_grad():
             self.base = generator.vae.decoder(self.z)  # (1, C, H, W)
-            _, delta = generator.generate(z, y, seed=seed, return_delta=True)
+            _, delta = generator.generate(z, label, seed=seed, return_delta=True)
         self.delta = delta.float()  # (1, WEIGHT_UPDATE_SIZE)
         self.scale = W.FloatSlider(value=1.0, min=-scale_range, max=scale_range, step=0.05,
                                    description="delta scale")
