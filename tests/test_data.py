@@ -60,6 +60,24 @@ def test_a_builtin_folder_is_known_by_its_manifest(tmp_path):
     assert not data.is_builtin(root)
 
 
+def test_both_backgrounds_are_written_and_known_apart(tmp_path, monkeypatch):
+    monkeypatch.setenv("VIDGEN_NB_CACHE", str(tmp_path))
+    dark = builtin_dataset(per_class=3, size=32, background="dark")
+    gradient = builtin_dataset(per_class=3, size=32, background="gradient")
+    assert dark != gradient and "dark" in dark.name and "gradient" in gradient.name  # cached apart
+    assert (data.builtin_background(dark), data.builtin_background(gradient)) == ("dark", "gradient")
+    pixels = {b: np.stack([np.asarray(Image.open(p)) for p in sorted(root.rglob("*.png"))])
+              for b, root in (("dark", dark), ("gradient", gradient))}
+    corners = {b: x[:, [0, 0, -1, -1], [0, -1, 0, -1]] for b, x in pixels.items()}  # background pixels
+    assert corners["dark"].max() < 32 and corners["gradient"].mean() > 64
+    assert pixels["dark"].max(axis=(1, 2, 3)).min() >= 150  # every shape bright against it
+    with pytest.raises(ValueError, match=r"background='grey': expected one of \('dark', 'gradient'\)"):
+        builtin_dataset(tmp_path / "x", background="grey")
+    out = subprocess.run([sys.executable, "-m", "vidgen_nb.data", "builtin", "--per-class", "0"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "per_class=0" in out.stderr and "Traceback" not in out.stderr
+
+
 def test_builtin_reused_when_complete_and_rebuilt_when_not(tmp_path):
     root = builtin_dataset(tmp_path / "d", per_class=4, size=16)
     before = digest(root)

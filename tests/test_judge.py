@@ -8,15 +8,18 @@ from vidgen_nb.train import summary
 from vidgen_nb.training import Trainer
 
 
-@pytest.fixture(scope="module")
-def fresh():
-    """Images the shipped judges never saw (their own seed), 32 px, 30 of each shape."""
-    return judge.draw_labelled(30, 32, seed=judge.SEED + 2)
+BACKGROUNDS = ("dark", "gradient")
 
 
-def test_the_shipped_32px_judge_names_real_shapes_and_not_shapeless_images(fresh):
-    j = judge.load_judge(32)
-    x, y = fresh
+@pytest.fixture(scope="module", params=BACKGROUNDS)
+def fresh(request):
+    """Images the shipped judges never saw (their own seed), 32 px, 30 of each shape, on
+    each background; and the judge of that background."""
+    return judge.load_judge(32, request.param), judge.draw_labelled(30, 32, judge.SEED + 2, request.param)
+
+
+def test_the_shipped_32px_judges_name_real_shapes_and_not_shapeless_images(fresh):
+    j, (x, y) = fresh
     for label, kind in enumerate(judge.CLASSES):
         found = judge.judge_shapes(j, x[y == label])
         assert found["shapes_named"] >= 0.6, kind  # measured 0.79-0.97 on 100 each (--size 32)
@@ -25,8 +28,7 @@ def test_the_shipped_32px_judge_names_real_shapes_and_not_shapeless_images(fresh
 
 
 def test_blurring_real_shapes_takes_their_names_away(fresh):
-    j = judge.load_judge(32)
-    x, y = fresh
+    j, (x, y) = fresh
     shapes = x[y < len(judge.CLASSES)]
     blurred = torch.nn.functional.avg_pool2d(shapes, 4).repeat_interleave(4, 2).repeat_interleave(4, 3)
     assert judge.judge_shapes(j, shapes)["shapes_named"] > 0.6
@@ -36,19 +38,24 @@ def test_blurring_real_shapes_takes_their_names_away(fresh):
 def test_judges_ship_for_the_tiny_and_cpu_presets_and_other_sizes_have_none(tmp_path, monkeypatch):
     monkeypatch.setenv("VIDGEN_NB_CACHE", str(tmp_path))
     for size in (Config.preset("tiny").model.image_size, Config.preset("cpu").model.image_size):
-        assert judge.load_judge(size).image_size == size
+        for background in BACKGROUNDS:  # each says which images it judges
+            found = judge.load_judge(size, background)
+            assert (found.image_size, found.background) == (size, background)
     assert judge.load_judge(24) is None
 
 
 def test_a_judge_trained_into_the_cache_is_found_and_one_of_another_version_is_not(tmp_path, monkeypatch):
     monkeypatch.setenv("VIDGEN_NB_CACHE", str(tmp_path))
-    trained = judge.train_judge(24, per_class=4, epochs=1)
-    judge.save_judge(trained, judge.judge_path(24))
+    trained = judge.train_judge(24, "dark", per_class=4, epochs=1)
+    judge.save_judge(trained, judge.judge_path(24, "dark"))
     x = torch.rand(5, 3, 24, 24)
-    assert torch.equal(judge.load_judge(24)(x), trained(x))
-    stored = torch.load(judge.judge_path(24), weights_only=True)
-    torch.save({**stored, "data_version": stored["data_version"] - 1}, judge.judge_path(24))
-    assert judge.load_judge(24) is None  # made for other images: never used
+    assert torch.equal(judge.load_judge(24, "dark")(x), trained(x))
+    assert judge.load_judge(24, "gradient") is None  # a judge of other backgrounds
+    stored = torch.load(judge.judge_path(24, "dark"), weights_only=True)
+    torch.save(stored, judge.judge_path(24, "gradient"))  # renamed, it still says what it judges
+    assert judge.load_judge(24, "gradient") is None
+    torch.save({**stored, "data_version": stored["data_version"] - 1}, judge.judge_path(24, "dark"))
+    assert judge.load_judge(24, "dark") is None  # made for other images: never used
 
 
 def test_loading_a_judge_leaves_the_random_stream_alone():
@@ -71,16 +78,22 @@ def test_the_command_refuses_a_size_out_of_range(capsys):
 
 
 def test_a_run_on_the_builtin_data_reports_shapes_and_one_on_other_data_does_not(tmp_path):
-    """Built-in data, given or found by its manifest, is judged; any other folder is not."""
+    """Built-in data, given or found by its manifest, is judged by the judge of its
+    backgrounds; any other folder is not."""
     config = Config.preset("tiny", swd_images=16)
     trainer = Trainer(config, progress=False)
+    assert trainer.judge.background == config.data.builtin
     trainer.train(1)
     record = trainer.evaluate()
     assert 0 <= record["shapes_named"] <= 1 and 0 < record["shapes_named_real"] <= 1
     assert len(record["shape_counts"]) == 4 and sum(record["shape_counts"]) == round(16 * record["shapes_named"])
     assert "shapes: the judge names a shape in" in summary(record)
-    folder = builtin_dataset(tmp_path / "data", per_class=4, size=16, seed=3)  # built-in, by path
-    assert "shapes_named" in Trainer(config, data=folder, progress=False).evaluate()
+    for background in BACKGROUNDS:
+        folder = builtin_dataset(tmp_path / background, per_class=4, size=16, seed=3, background=background)
+        by_path = Trainer(config, data=folder, progress=False)  # built-in, by path
+        assert by_path.judge.background == background and "shapes_named" in by_path.evaluate()
+        other = Trainer(config.replace(builtin=background), progress=False)  # by the config
+        assert other.judge.background == background and len(other.dataset) == 400
     (folder / "manifest.json").unlink()  # the same images as anybody's folder: unjudged
     other = Trainer(config, data=folder, progress=False)
     other.train(1)

@@ -142,3 +142,26 @@ def test_committed_notebooks_show_the_trained_model():
         if any("load_or_train()" in "".join(c["source"]) for c in code):
             assert any(t.startswith("loaded ../runs/main/checkpoint.pt: 32 px") for t in texts), path.name
         assert "widgets" not in nb["metadata"], f"{path.name}: widget state stored"
+
+
+def test_latent_explorer_of_a_conditional_model_draws_the_class_chosen():
+    from vidgen_nb import Config
+    from vidgen_nb.training import Trainer
+
+    trainer = Trainer(Config.preset("tiny", num_classes=4), progress=False)
+    trainer.train(2)
+    names = trainer.dataset.classes
+    explorer = LatentExplorer(trainer.generator_ema, dims=2, classes=names)
+    assert [label for label, _ in explorer.label.options] == list(names)
+    shown = []
+    for k in (2, 0):
+        explorer.label.value = k
+        with torch.no_grad():
+            expected = trainer.generator_ema.generate(explorer.z.clone(), torch.tensor([k]), seed=0)[0]
+        assert torch.equal(explorer.image, expected)
+        shown.append(explorer.image)
+    assert not torch.equal(*shown)  # the class reaches the picture
+    with pytest.raises(ValueError, match=r"classes=\['a'\]: this model has 4 classes"):
+        LatentExplorer(trainer.vae, classes=["a"])
+    with pytest.raises(ValueError, match="unconditional"):
+        LatentExplorer(load_or_train(None, steps=1, progress=False).vae, classes=["a"])

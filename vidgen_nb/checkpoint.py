@@ -34,8 +34,9 @@ from .files import atomic_write
 
 CHECKPOINT = "checkpoint.pt"  # the file name inside a run folder
 # The checkpoint layout's version. 2: every config field stored (format 1, before it was
-# counted, left out fields that did not exist yet, and readers guessed what they meant).
-FORMAT = 2
+# counted, left out fields that did not exist yet, and readers guessed what they meant);
+# 3: the built-in data's section (which backgrounds, how many images) in the config.
+FORMAT = 3
 RUNS = Path("runs")  # run folders, relative to the current folder
 REQUIRED = ("config", "step", "vae", "critic")  # keys without which a file is no checkpoint
 # torch.save stores a checkpoint's records uncompressed, so they add up to about the

@@ -30,6 +30,8 @@ DECODER_UPSAMPLES = ("transposed", "resize")
 # What the decoder does to its features after every ReLU: nothing, or ProGAN's pixelwise
 # normalisation (each pixel's feature vector scaled to unit RMS; no weights, per image).
 DECODER_NORMS = ("none", "pixel")
+# The built-in dataset's backgrounds (data/shapes.py): plain near-black, or gradients.
+BUILTIN_BACKGROUNDS = ("dark", "gradient")
 AUGMENTATIONS = ("color", "translation", "cutout")  # DiffAugment's transformations (augment.py)
 FAST_ENV = "VIDGEN_NB_FAST"  # set to 1: notebooks use the tiny preset and few steps (CI does)
 
@@ -58,7 +60,7 @@ LIMITS = {"image_size": 1024, "channels": 16, "latent_dim": 16384, "num_frames":
           "predictor_filters": 4096, "predictor_blocks": 8, "predictor_hidden": 16384,
           "predictor_stride": 8, "delta_rank": 4096, "decoder_convs": 8, "critic_convs": 8,
           "widths": 4096, "critic_widths": 4096, "batch_size": 4096, "swd_images": 100_000,
-          "num_classes": 1024}
+          "num_classes": 1024, "builtin_per_class": 100_000}
 
 
 def check_positive(name: str, value, upper: int | None = None) -> None:
@@ -193,6 +195,19 @@ class VideoConfig:
 
 
 @dataclass(frozen=True)
+class DataConfig:
+    """The built-in dataset a run trains on when it is given no folder of its own."""
+
+    builtin: str = opt("gradient", "the built-in shapes' backgrounds (without --data)",
+                       choices=BUILTIN_BACKGROUNDS)
+    builtin_per_class: int = opt(100, "images per class of the built-in dataset (without --data)")
+
+    def __post_init__(self):
+        check_one_of("builtin", self.builtin, BUILTIN_BACKGROUNDS)
+        check_positive("builtin_per_class", self.builtin_per_class, LIMITS["builtin_per_class"])
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Optimisation. Defaults follow the WGAN-GP references (Gulrajani et al., 2017)."""
 
@@ -251,10 +266,11 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class Config:
-    """A complete configuration: model sizes, synthetic video, training, batch size."""
+    """A complete configuration: model sizes, synthetic video, built-in data, training, batch size."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     video: VideoConfig = field(default_factory=VideoConfig)
+    data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     batch_size: int = opt(16, "images per training step")
     seed: int = opt(0, "seeds weights, noise vectors and data order")
@@ -275,7 +291,7 @@ class Config:
 
     def replace(self, **overrides) -> "Config":
         """A copy with fields changed, the sections' fields named directly."""
-        sections = {"model": {}, "video": {}, "train": {}, "top": {}}
+        sections = {**{name: {} for name in SECTIONS}, "top": {}}
         for key, value in overrides.items():
             for section in SECTIONS:
                 if key in {f.name for f in dataclasses.fields(getattr(self, section))}:
@@ -303,16 +319,18 @@ class Config:
         naming what it lacks, never filled with today's default (which its run did not use).
         """
         def section(name, kind, values):
+            if not isinstance(values, dict):
+                raise ValueError(f"its config lacks the {name} section")
             missing = [f.name for f in dataclasses.fields(kind) if f.name not in values]
             if missing:
                 raise ValueError(f"its config's {name} section lacks {missing}")
             return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
         rest = {k: v for k, v in d.items() if k not in SECTIONS}
-        return cls(**{name: section(name, kind, d[name]) for name, kind in SECTIONS.items()}, **rest)
+        return cls(**{name: section(name, kind, d.get(name)) for name, kind in SECTIONS.items()}, **rest)
 
 
-SECTIONS = {"model": ModelConfig, "video": VideoConfig, "train": TrainConfig}
+SECTIONS = {"model": ModelConfig, "video": VideoConfig, "data": DataConfig, "train": TrainConfig}
 
 
 def field_names() -> set[str]:

@@ -13,11 +13,14 @@ blocks, smooth colour fields, irregular polygons. Its figures:
 * ``shapes_named_real``: the same share for real images, the most a generator can
   expect (as ``swd_floor`` is for SWD).
 
-The judge is a measuring instrument, not part of the seed's model, so it uses what
-classifies best (BatchNorm, two convolutions per block). Judges for 16 and 32 px ship
-with the kit (``vidgen_nb/data/judge-*px.pt``, written by ``python -m vidgen_nb.judge``
-in about four and a half minutes on a 2-core CPU at 32 px); for another size, the same command trains one
-into the cache folder, and a run measures shapes whenever a judge for its size exists.
+A judge knows one of the built-in backgrounds (``ShapeJudge.background``): its shapes
+and its "no shape" images are drawn on it. The judge is a measuring instrument, not part
+of the seed's model, so it uses what classifies best (BatchNorm, two convolutions per
+block). Judges for both backgrounds at 16 and 32 px ship with the kit
+(``vidgen_nb/data/judge-<background>-<size>px.pt``, written by ``python -m vidgen_nb.judge``
+in about four and a half minutes on a 2-core CPU at 32 px); for another size, the same
+command trains one into the cache folder, and a run measures shapes whenever a judge for
+its size and background exists.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ from PIL import Image, ImageDraw, ImageFilter
 from torch import nn
 
 from .data.loading import image_transform
-from .data.shapes import BUILTIN_VERSION, CLASSES, _background, cache_dir, render_shape
+from .config import BUILTIN_BACKGROUNDS, check_one_of
+from .data.shapes import BUILTIN_VERSION, CLASSES, _background, cache_dir, render_shape, shape_colours
 from .files import atomic_write
 
 JUDGE_VERSION = 1  # bump when the judge or its training changes; old files are then not used
@@ -52,11 +56,13 @@ SHIPPED = Path(__file__).parent / "data"
 
 class ShapeJudge(nn.Module):
     """Blocks of two Conv2d/BatchNorm2d/ReLU and a MaxPool2d, global average pooling,
-    then a Linear to the five ``LABELS``."""
+    then a Linear to the five ``LABELS``; it judges images of ``image_size`` px drawn
+    on the built-in ``background``."""
 
-    def __init__(self, image_size: int, widths: tuple[int, ...] = (32, 64, 128)):
+    def __init__(self, image_size: int, background: str = "gradient", widths: tuple[int, ...] = (32, 64, 128)):
         super().__init__()
-        self.image_size = image_size
+        check_one_of("background", background, BUILTIN_BACKGROUNDS)
+        self.image_size, self.background = image_size, background
         layers, c_in = [], 3
         for w in widths:
             for _ in range(2):
@@ -82,48 +88,48 @@ def _mottle(img: Image.Image, rng: random.Random) -> Image.Image:
     return Image.fromarray(np.clip(np.asarray(img, np.float32) + noise, 0, 255).astype(np.uint8))
 
 
-def _blob(rng: random.Random) -> Image.Image:
+def _blob(rng: random.Random, background: str) -> Image.Image:
     """A filled polygon of 5 to 9 corners at random radii (no built-in shape), from a
     speck to the dataset's largest size, drawn as ``render_shape`` draws."""
     big = 2 * DRAW_SIZE
-    img = Image.fromarray(_background(rng, big))
+    img = Image.fromarray(_background(rng, big, background))
     r = rng.uniform(0.04, 0.32) * big
     cx, cy = (rng.uniform(r, big - r) for _ in range(2))
     n, rot = rng.randint(5, 9), rng.uniform(0, 2 * math.pi)
     points = [(cx + rng.uniform(0.4, 1) * r * math.cos(rot + 2 * math.pi * k / n),
                cy + rng.uniform(0.4, 1) * r * math.sin(rot + 2 * math.pi * k / n)) for k in range(n)]
-    fill = tuple(rng.randint(0, 255) for _ in range(3))
-    ImageDraw.Draw(img).polygon(points, fill=fill, outline=tuple(255 - c for c in fill),
-                                width=rng.randint(0, 6))
+    fill, outline, width = shape_colours(rng, background)
+    ImageDraw.Draw(img).polygon(points, fill=fill, outline=outline, width=width)
     return img.resize((DRAW_SIZE, DRAW_SIZE), Image.Resampling.LANCZOS)
 
 
-def _no_shape(i: int, rng: random.Random) -> Image.Image:
+def _no_shape(i: int, rng: random.Random, background: str) -> Image.Image:
     """An image with nothing one could name, in turn: a background alone, a blurred
     shape, a shape pixelated to a few blocks, a few colours smoothly blended, and an
     irregular polygon (``_blob``)."""
     kind, shape = i % 5, CLASSES[i // 5 % len(CLASSES)]
     if kind == 0:
-        return Image.fromarray(_background(rng, 2 * DRAW_SIZE)).resize(
+        return Image.fromarray(_background(rng, 2 * DRAW_SIZE, background)).resize(
             (DRAW_SIZE, DRAW_SIZE), Image.Resampling.LANCZOS)
     if kind == 1:
         radius = rng.uniform(BLUR, 2 * BLUR) * DRAW_SIZE
-        return render_shape(shape, rng, DRAW_SIZE).filter(ImageFilter.GaussianBlur(radius))
+        return render_shape(shape, rng, DRAW_SIZE, background).filter(ImageFilter.GaussianBlur(radius))
     if kind == 2:
         blocks = rng.randint(3, 6)
-        return render_shape(shape, rng, DRAW_SIZE).resize((blocks, blocks), Image.Resampling.BOX) \
+        return render_shape(shape, rng, DRAW_SIZE, background).resize((blocks, blocks), Image.Resampling.BOX) \
             .resize((DRAW_SIZE, DRAW_SIZE), Image.Resampling.NEAREST)
     if kind == 3:
         cells = rng.randint(2, 5)
         colours = np.array([[[rng.randint(0, 255) for _ in range(3)] for _ in range(cells)]
                             for _ in range(cells)], np.uint8)
         return Image.fromarray(colours).resize((DRAW_SIZE, DRAW_SIZE), Image.Resampling.BICUBIC)
-    return _blob(rng)
+    return _blob(rng, background)
 
 
-def draw_labelled(per_class: int, image_size: int, seed: int = SEED) -> tuple[torch.Tensor, torch.Tensor]:
-    """``per_class`` images of each shape, twice as many of "no shape", as the loader
-    gives them, and their labels.
+def draw_labelled(per_class: int, image_size: int, seed: int = SEED,
+                  background: str = "gradient") -> tuple[torch.Tensor, torch.Tensor]:
+    """``per_class`` images of each shape, twice as many of "no shape", all on
+    ``background``, as the loader gives them, and their labels.
 
     Shapes come from the built-in dataset's own ``render_shape``, every other one
     softened by a blur of up to ``SOFT``; "no shape" images from ``_no_shape``; any of
@@ -134,9 +140,9 @@ def draw_labelled(per_class: int, image_size: int, seed: int = SEED) -> tuple[to
     for label, kind in enumerate(LABELS):
         for i in range(per_class * (2 if kind == NONE else 1)):  # "no shape" has five kinds
             if kind == NONE:
-                img = _no_shape(i, rng)
+                img = _no_shape(i, rng, background)
             else:
-                img = render_shape(kind, rng, DRAW_SIZE)
+                img = render_shape(kind, rng, DRAW_SIZE, background)
                 if i % 2:  # a softened outline keeps its name
                     img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0, SOFT) * DRAW_SIZE))
             images.append(transform(_mottle(img, rng)))
@@ -144,12 +150,13 @@ def draw_labelled(per_class: int, image_size: int, seed: int = SEED) -> tuple[to
     return torch.stack(images), torch.tensor(labels)
 
 
-def train_judge(image_size: int, *, per_class: int = 600, epochs: int = 15, seed: int = SEED,
-                progress: bool = False) -> ShapeJudge:
-    """Draw a labelled set and fit a ``ShapeJudge`` to it (one-cycle Adam, mirrored copies)."""
-    x, y = draw_labelled(per_class, image_size, seed)
+def train_judge(image_size: int, background: str = "gradient", *, per_class: int = 600,
+                epochs: int = 15, seed: int = SEED, progress: bool = False) -> ShapeJudge:
+    """Draw a labelled set on ``background`` and fit a ``ShapeJudge`` to it (one-cycle
+    Adam, mirrored copies)."""
+    x, y = draw_labelled(per_class, image_size, seed, background)
     torch.manual_seed(seed)
-    judge = ShapeJudge(image_size)
+    judge = ShapeJudge(image_size, background)
     batches = (len(x) + 63) // 64
     opt = torch.optim.Adam(judge.parameters(), lr=2e-3)
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, 2e-3, total_steps=epochs * batches)
@@ -168,9 +175,10 @@ def train_judge(image_size: int, *, per_class: int = 600, epochs: int = 15, seed
     return judge.eval().requires_grad_(False)
 
 
-def judge_path(image_size: int, folder: Path | None = None) -> Path:
-    """Where the judge for ``image_size`` is kept: in ``folder``, by default the cache."""
-    name = f"judge-{image_size}px.pt"
+def judge_path(image_size: int, background: str = "gradient", folder: Path | None = None) -> Path:
+    """Where the judge for ``image_size`` and ``background`` is kept: in ``folder``, by
+    default the cache."""
+    name = f"judge-{background}-{image_size}px.pt"
     return (cache_dir() / f"judge-v{JUDGE_VERSION}-data{BUILTIN_VERSION}" if folder is None else folder) / name
 
 
@@ -179,22 +187,24 @@ def save_judge(judge: ShapeJudge, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as tmp:
         torch.save({"judge_version": JUDGE_VERSION, "data_version": BUILTIN_VERSION,
-                    "image_size": judge.image_size, "state": judge.state_dict()}, tmp)
+                    "image_size": judge.image_size, "background": judge.background,
+                    "state": judge.state_dict()}, tmp)
 
 
-def load_judge(image_size: int) -> ShapeJudge | None:
-    """The judge for ``image_size``: the one shipped with the kit, else one trained into
-    the cache folder, else None. A file of other versions is passed over. Torch's random
-    stream is left as it was (a run that loads a judge trains as one that does not)."""
-    for path in (judge_path(image_size, SHIPPED), judge_path(image_size)):
+def load_judge(image_size: int, background: str = "gradient") -> ShapeJudge | None:
+    """The judge for ``image_size`` and ``background``: the one shipped with the kit,
+    else one trained into the cache folder, else None. A file of other versions is
+    passed over. Torch's random stream is left as it was (a run that loads a judge
+    trains as one that does not)."""
+    for path in (judge_path(image_size, background, SHIPPED), judge_path(image_size, background)):
         try:
             stored = torch.load(path, map_location="cpu", weights_only=True)
         except FileNotFoundError:
             continue
-        if (stored["judge_version"], stored["data_version"], stored["image_size"]) \
-                == (JUDGE_VERSION, BUILTIN_VERSION, image_size):
+        if (stored["judge_version"], stored["data_version"], stored["image_size"], stored.get("background")) \
+                == (JUDGE_VERSION, BUILTIN_VERSION, image_size, background):
             with torch.random.fork_rng(devices=[]):  # the layers' initial draws are discarded
-                judge = ShapeJudge(image_size)
+                judge = ShapeJudge(image_size, background)
             judge.load_state_dict(stored["state"])
             return judge.eval().requires_grad_(False)
     return None
@@ -243,16 +253,18 @@ def main(argv: list[str] | None = None) -> int:
         description="Train the shape judge for an image size and report how well it names "
                     "fresh real images and blurred ones.")
     parser.add_argument("--size", type=int, default=32, help="image size in pixels (default 32)")
+    parser.add_argument("--background", choices=BUILTIN_BACKGROUNDS, default="gradient",
+                        help="the built-in backgrounds it judges (default gradient)")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder to write judge-<size>px.pt into (default: the cache folder)")
     args = parser.parse_args(argv)
     if not 8 <= args.size <= 256:
         parser.error(f"--size {args.size}: expected a size from 8 to 256 pixels")
-    judge = train_judge(args.size, progress=True)
-    x, y = draw_labelled(100, args.size, seed=SEED + 1)  # images it never saw
+    judge = train_judge(args.size, args.background, progress=True)
+    x, y = draw_labelled(100, args.size, SEED + 1, args.background)  # images it never saw
     for label, kind in enumerate(LABELS):
         print(f"  fresh {kind}: {judge_shapes(judge, x[y == label])}")
-    path = judge_path(args.size, args.out)
+    path = judge_path(args.size, args.background, args.out)
     save_judge(judge, path)
     print(f"wrote {path}")
     return 0

@@ -76,6 +76,7 @@ def add_config_options(parser: argparse.ArgumentParser, *, leave_out: tuple = ()
     """A flag for every config field (except ``leave_out``), grouped by section, and ``--set``."""
     titles = {"model": "model (sizes of the VAE, critic and predictor; the delta)",
               "video": "synthetic video (amounts reached at the last frame)",
+              "data": "built-in data (when no --data folder is given)",
               "train": "training", "top": "batch and seed"}
     groups = {s: parser.add_argument_group(t) for s, t in titles.items()}
     for name, (section, f, kind) in fields().items():

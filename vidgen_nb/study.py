@@ -36,6 +36,14 @@ from .arms import ARMS, Arm, arm_config, check_overrides, load_spec, resolve_arm
 from .options import fields
 from .report import machine, summarise
 
+def _read_config(stored: dict) -> Config | None:
+    """A config stored in a result, or None where it is not one this version reads."""
+    try:
+        return Config.from_dict(stored)
+    except (TypeError, ValueError):
+        return None
+
+
 def run_arm(folder: Path, config: Config, *, swd_every: int, data=None, device=None,
             precision: str = "auto", report=None, stop=None) -> dict:
     """Train one arm and seed in ``folder`` (continuing a checkpoint there) and return its result.
@@ -55,7 +63,7 @@ def run_arm(folder: Path, config: Config, *, swd_every: int, data=None, device=N
     result_file = folder / "result.json"
     if result_file.exists():
         result = json.loads(result_file.read_text())
-        if "config" in result and Config.from_dict(result["config"]) != config:
+        if "config" in result and _read_config(result["config"]) != config:
             raise ValueError(f"{result_file} was made with another config than this study's "
                              f"arm {folder.parent.name}; move it away or use another study folder")
         return result
@@ -286,7 +294,8 @@ class Study:
                         raise StudyInterrupted(stop.signum) from None
             else:
                 if self.data is None:  # written once here, not by several workers at once
-                    builtin_dataset()
+                    for d in {self.config(arm, seed).data for arm, seed in todo}:
+                        builtin_dataset(background=d.builtin, per_class=d.builtin_per_class)
                 failed = self._run_parallel(todo, jobs, kwargs, bar)
         finally:
             bar.close()

@@ -35,7 +35,8 @@ from . import __version__, step
 from .checkpoint import (CHECKPOINT, FORMAT, check_same_model, check_state, load_checkpoint, load_part,
                          read_metrics, save_atomic)
 from .config import Config
-from .data import ResumableBatchSampler, check_batch_size, endless_batches, is_builtin, load_dataset
+from .data import (ResumableBatchSampler, builtin_background, builtin_dataset, check_batch_size,
+                   endless_batches, load_dataset)
 from .device import any_process, autocast, check_fits, init_distributed, replicas_agree, resolve_precision
 from .files import atomic_write, lock_folder, remove_stale_writes
 from .evaluation import delta_figures, generate_fixed, real_floor, reconstruct, vae_figures
@@ -151,8 +152,12 @@ class Trainer:
     def _open_data(self, data, *, skip_bad: bool, verbose: bool) -> None:
         """The dataset, the shape judge for it, and the fixed noise vectors of samples and SWD."""
         m, t = self.config.model, self.config.train
+        if data is None:
+            d = self.config.data
+            data = builtin_dataset(background=d.builtin, per_class=d.builtin_per_class)
         # The shape judge knows the built-in classes only: runs on other data go unjudged.
-        self.judge = load_judge(m.image_size) if data is None or is_builtin(data) else None
+        background = builtin_background(data)
+        self.judge = None if background is None else load_judge(m.image_size, background)
         self.dataset = load_dataset(data, image_size=m.image_size, in_memory=t.in_memory,
                                     num_workers=t.num_workers, skip_bad=skip_bad, verbose=verbose)
         check_batch_size(self.dataset, self.config.batch_size, self.world_size)

@@ -201,15 +201,25 @@ class DeltaExplorer:
 
 
 class LatentExplorer:
-    """Sliders on the leading latent dimensions of z and a seed for the rest.
+    """Sliders on the leading latent dimensions of z and a seed for the rest; for a
+    class-conditional model, a class to draw as well.
 
-    ``model``: a ``Generator`` (the image is ``generate(z)``, theta + the delta the
+    ``model``: a ``Generator`` (the image is ``generate(z, y)``, theta + the delta the
     predictor gives it, as samples are made) or a ``VAE`` (its base decode, theta alone).
+    ``classes``: the names of a conditional model's classes (``trainer.dataset.classes``;
+    default: their numbers).
     """
 
-    def __init__(self, model, *, dims: int = 6, seed: int = 0):
+    def __init__(self, model, *, dims: int = 6, seed: int = 0, classes=None):
         self.model = model
         self.vae = model.vae if hasattr(model, "generate") else model
+        k = self.vae.num_classes
+        names = [str(c) for c in classes] if classes is not None else [str(i) for i in range(k)]
+        if len(names) != k:
+            raise ValueError(f"classes={list(names)!r}: this model has {k} classes"
+                             + ("" if k else " (it is unconditional); leave classes out"))
+        self.label = W.Dropdown(options=[(n, i) for i, n in enumerate(names)], value=0,
+                                description="class") if k else None
         self.seed = W.IntSlider(value=seed, min=0, max=999, description="seed")
         n = min(dims, self.vae.latent_dim)
         self.dims = [W.FloatSlider(value=0.0, min=-3, max=3, step=0.1, description=f"z[{i}]")
@@ -220,10 +230,11 @@ class LatentExplorer:
             shape = _hwc(self.vae.decode(self.vae.sample_z(1))[0]).shape
         (self._ax,) = _image_axes(self.panel.fig, 1, [title], shape)
         self.seed.observe(lambda _: self._reseed(), names="value")
-        for slider in self.dims:
+        for slider in [*self.dims, *([self.label] if self.label else [])]:
             slider.observe(lambda _: self._update(), names="value")
         self._reseed()
-        self.ui = W.HBox([self.panel.image, W.VBox([self.seed, *self.dims])])
+        controls = [*([self.label] if self.label else []), self.seed, *self.dims]
+        self.ui = W.HBox([self.panel.image, W.VBox(controls)])
 
     def _reseed(self) -> None:
         """New random values for every dimension; the sliders take the leading ones."""
@@ -242,7 +253,8 @@ class LatentExplorer:
         for i, slider in enumerate(self.dims):
             self.z[0, i] = slider.value
         z = self.z.to(next(self.vae.parameters()).device)
-        x = self.vae.decode(z) if self.model is self.vae else self.model.generate(z, seed=0)
+        y = None if self.label is None else self.label.value  # one class for the image
+        x = self.vae.decode(z, y) if self.model is self.vae else self.model.generate(z, y, seed=0)
         self.image = x[0].float().cpu()
         self._ax.images[0].set_data(_hwc(self.image))
         self.panel.draw()

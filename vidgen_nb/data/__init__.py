@@ -17,12 +17,13 @@ from .loading import (CheckedImageFolder, InMemoryImages, ResumableBatchSampler,
                       UnreadableImageError, check_batch_size, endless_batches, image_transform,
                       load_dataset, make_loader)
 from .scan import EXPECTED_LAYOUT, IMAGE_EXTENSIONS, DatasetError, ScanReport, scan_image_folder
-from .shapes import BUILTIN_VERSION, CLASSES, builtin_dataset, cache_dir, is_builtin, render_shape
+from .shapes import (BUILTIN_VERSION, CLASSES, builtin_background, builtin_dataset, cache_dir, is_builtin,
+                     render_shape)
 
 __all__ = [
     "BUILTIN_VERSION", "CLASSES", "EXPECTED_LAYOUT", "IMAGE_EXTENSIONS", "CheckedImageFolder",
     "DatasetError", "InMemoryImages", "ResumableBatchSampler", "SafeDataLoader", "ScanReport",
-    "UnreadableImageError", "builtin_dataset", "cache_dir", "check_batch_size", "endless_batches",
+    "UnreadableImageError", "builtin_background", "builtin_dataset", "cache_dir", "check_batch_size", "endless_batches",
     "image_transform", "is_builtin", "load_dataset", "load_rgb", "make_loader", "render_shape",
     "scan_image_folder", "to_rgb",
 ]

@@ -12,6 +12,7 @@ from torchvision.utils import save_image
 from ..files import atomic_write
 from .loading import make_loader
 from .scan import DatasetError, scan_image_folder
+from ..config import BUILTIN_BACKGROUNDS, DataConfig
 from .shapes import builtin_dataset
 
 
@@ -33,7 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("folder", help="dataset folder with one sub-folder per class")
     check.add_argument("--skip-bad", action="store_true",
                        help="list unusable files instead of failing on them")
-    sub.add_parser("builtin", help="write the built-in dataset if needed and print its folder")
+    builtin = sub.add_parser("builtin", help="write the built-in dataset if needed and print its folder")
+    builtin.add_argument("--background", choices=BUILTIN_BACKGROUNDS, default=DataConfig().builtin,
+                         help=f"the shapes' backgrounds (default {DataConfig().builtin})")
+    builtin.add_argument("--per-class", type=int, default=DataConfig().builtin_per_class,
+                         help=f"images per class (default {DataConfig().builtin_per_class})")
     preview = sub.add_parser("preview", help="save a grid of images from a dataset")
     preview.add_argument("--data", default=None, help="dataset folder (default: built-in)")
     preview.add_argument("--out", required=True, help="PNG file to write")
@@ -43,10 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check":
             print(scan_image_folder(args.folder, skip_bad=args.skip_bad).summary())
         elif args.command == "builtin":
-            print(builtin_dataset())
+            print(builtin_dataset(per_class=args.per_class, background=args.background))
         else:
             print(save_preview(args.data, args.out, n=args.images))
-    except DatasetError as exc:
+    except (DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

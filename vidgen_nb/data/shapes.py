@@ -1,8 +1,15 @@
-"""The built-in dataset: coloured shapes on varied backgrounds, written as an ImageFolder tree.
+"""The built-in dataset: coloured shapes, written as an ImageFolder tree.
 
 Generated, never downloaded: 4 classes (circle, square, triangle, star), each image a
-filled shape with an outline on a two-colour gradient with faint stripes, drawn at
-twice the size and downsampled. The same seed gives the same bytes.
+filled shape drawn at twice the size and downsampled, on one of two kinds of background
+(``BUILTIN_BACKGROUNDS``):
+
+* ``dark``: a bright shape on a near-black plain background, as dSprites draws them:
+  every bit of the image's contrast is the shape's;
+* ``gradient``: a shape with an outline on a two-colour gradient with faint stripes, the
+  harder variant, where most of an image's pixels are background.
+
+The same seed gives the same bytes.
 """
 
 from __future__ import annotations
@@ -18,8 +25,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..config import BUILTIN_BACKGROUNDS, DataConfig, check_one_of
+
 CLASSES = ("circle", "square", "triangle", "star")
-BUILTIN_VERSION = 1  # bump when the generator changes, so caches are rebuilt
+# Bump when the drawing changes, so caches are rebuilt and judges retrained.
+# 2: the dark backgrounds, and the background's name in the manifest.
+BUILTIN_VERSION = 2
 
 
 def cache_dir() -> Path:
@@ -30,8 +41,12 @@ def cache_dir() -> Path:
     return Path(base) / "vidgen_nb"
 
 
-def _background(rng: random.Random, size: int) -> np.ndarray:
-    """A smooth two-colour gradient in a random direction, with faint stripes."""
+def _background(rng: random.Random, size: int, kind: str = "gradient") -> np.ndarray:
+    """(size, size, 3) uint8: for ``gradient``, a smooth two-colour gradient in a random
+    direction with faint stripes; for ``dark``, one near-black colour (each channel < 32)."""
+    if kind == "dark":
+        colour = np.array([rng.randint(0, 31) for _ in range(3)], dtype=np.uint8)
+        return np.broadcast_to(colour, (size, size, 3)).copy()
     c0 = np.array([rng.randint(0, 255) for _ in range(3)], dtype=np.float32)
     c1 = np.array([rng.randint(0, 255) for _ in range(3)], dtype=np.float32)
     angle = rng.uniform(0, 2 * math.pi)
@@ -57,21 +72,34 @@ def _shape_points(kind: str, cx: float, cy: float, r: float, rot: float) -> list
     ]
 
 
-def render_shape(kind: str, rng: random.Random, size: int = 128) -> Image.Image:
-    """One RGB image of a coloured ``kind`` shape on a random gradient background.
+def shape_colours(rng: random.Random, background: str) -> tuple[tuple, tuple, int]:
+    """Fill, outline and outline width of a shape: on a gradient any colour, outlined in
+    its complement; on a dark background a bright colour (its largest channel >= 160),
+    no outline."""
+    if background == "dark":
+        fill = [rng.randint(0, 255) for _ in range(3)]
+        fill[rng.randrange(3)] = rng.randint(160, 255)
+        return tuple(fill), tuple(fill), 0
+    fill = tuple(rng.randint(0, 255) for _ in range(3))
+    return fill, tuple(255 - c for c in fill), rng.randint(0, 6)
+
+
+def render_shape(kind: str, rng: random.Random, size: int = 128,
+                 background: str = "gradient") -> Image.Image:
+    """One RGB image of a coloured ``kind`` shape on a random ``background``
+    (one of ``BUILTIN_BACKGROUNDS``).
 
     Drawn at twice the size and downsampled, which smooths the edges.
     """
     if kind not in CLASSES:
         raise ValueError(f"kind={kind!r} is not a built-in class; choose from {CLASSES}")
+    check_one_of("background", background, BUILTIN_BACKGROUNDS)
     big = 2 * size
-    img = Image.fromarray(_background(rng, big))
+    img = Image.fromarray(_background(rng, big, background))
     draw = ImageDraw.Draw(img)
     r = rng.uniform(0.18, 0.32) * big
     cx, cy = (rng.uniform(r, big - r) for _ in range(2))
-    fill = tuple(rng.randint(0, 255) for _ in range(3))
-    outline = tuple(255 - c for c in fill)
-    width = rng.randint(0, 6)
+    fill, outline, width = shape_colours(rng, background)
     if kind == "circle":
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill, outline=outline, width=width)
     else:
@@ -92,35 +120,50 @@ def _is_complete(root: Path, manifest: dict) -> bool:
     )
 
 
-def is_builtin(root: str | os.PathLike) -> bool:
-    """True for a folder ``builtin_dataset`` wrote, at any size, count or seed: its
-    manifest names this version's classes (so the shape judge knows what it shows)."""
+def builtin_background(root: str | os.PathLike) -> str | None:
+    """The background of a folder ``builtin_dataset`` wrote (at any size, count or seed),
+    read from its manifest; None for any other folder. The shape judge of that
+    background knows what such a folder shows."""
     try:
         found = json.loads((Path(root) / "manifest.json").read_text())
     except (OSError, ValueError):
-        return False
-    return isinstance(found, dict) and found.get("version") == BUILTIN_VERSION \
-        and found.get("classes") == list(CLASSES)
+        return None
+    if isinstance(found, dict) and found.get("version") == BUILTIN_VERSION \
+            and found.get("classes") == list(CLASSES) and found.get("background") in BUILTIN_BACKGROUNDS:
+        return found["background"]
+    return None
+
+
+def is_builtin(root: str | os.PathLike) -> bool:
+    """True for a folder ``builtin_dataset`` wrote (``builtin_background`` names its background)."""
+    return builtin_background(root) is not None
 
 
 def builtin_dataset(
-    root: str | os.PathLike | None = None, *, per_class: int = 100, size: int = 128, seed: int = 0
+    root: str | os.PathLike | None = None, *, per_class: int | None = None, size: int = 128,
+    seed: int = 0, background: str | None = None,
 ) -> Path:
     """Return the folder of the built-in shapes dataset, writing it first if needed.
 
     The tree is ``root/<class>/<index>.png`` for the classes in ``CLASSES``
-    (``per_class`` images each, ``size`` x ``size`` RGB PNG). The same seed gives the
+    (``per_class`` images each, ``size`` x ``size`` RGB PNG, on ``background``; both
+    default to ``DataConfig``'s, as a run without ``--data`` uses them). The same seed gives the
     same bytes. A folder that is missing, incomplete or made with other settings is
     rebuilt; a complete one is reused as it is. Writing goes to a temporary folder that
     is renamed into place, so an interrupted run never leaves a half-written dataset.
     """
+    defaults = DataConfig()
+    per_class = defaults.builtin_per_class if per_class is None else per_class
+    background = defaults.builtin if background is None else background
     if per_class < 1 or size < 8:
         raise ValueError(f"per_class={per_class}, size={size}: need per_class >= 1, size >= 8")
+    check_one_of("background", background, BUILTIN_BACKGROUNDS)
     if root is None:
-        root = cache_dir() / f"shapes-v{BUILTIN_VERSION}-{size}px-{per_class}x{len(CLASSES)}-seed{seed}"
+        root = cache_dir() / (f"shapes-v{BUILTIN_VERSION}-{background}-{size}px-"
+                              f"{per_class}x{len(CLASSES)}-seed{seed}")
     root = Path(root)
-    manifest = dict(version=BUILTIN_VERSION, classes=list(CLASSES), per_class=per_class,
-                    size=size, seed=seed)
+    manifest = dict(version=BUILTIN_VERSION, classes=list(CLASSES), background=background,
+                    per_class=per_class, size=size, seed=seed)
     if _is_complete(root, manifest):
         return root
 
@@ -136,7 +179,7 @@ def builtin_dataset(
             # One generator per class: adding images to one class leaves the others alone.
             rng = random.Random(seed * 1000 + k)
             for i in range(per_class):
-                render_shape(kind, rng, size).save(tmp / kind / f"{i:04d}.png", optimize=False)
+                render_shape(kind, rng, size, background).save(tmp / kind / f"{i:04d}.png", optimize=False)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
         if root.exists():
             shutil.rmtree(root)
