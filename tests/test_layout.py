@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "vidgen_nb"
 FLOORS = [
     ["config", "files"],
     ["data.images", "data.shapes"], ["data.scan"], ["data.loading"], ["data"], ["data.__main__"],
-    ["models"], ["deltas"], ["video"], ["checkpoint"], ["options"], ["generator"],
+    ["prior"], ["models"], ["deltas"], ["video"], ["checkpoint"], ["options"], ["generator"],
     ["losses", "metrics", "augment"], ["evaluation", "judge"], ["device"], ["step"], ["training"],
     ["plots", "media"], ["generated_video"],
     ["widgets", "notebook"], ["train", "render"], ["report"], ["arms"], ["study"], ["experiments"],

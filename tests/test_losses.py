@@ -78,7 +78,7 @@ def test_reconstruction_and_vae_loss():
     x = torch.zeros(2, 3, 2, 2)
     x_hat = torch.full_like(x, 0.5)
     assert reconstruction_loss(x_hat, x).item() == pytest.approx(12 * 0.25)  # per image sum
-    loss, parts = vae_loss(x_hat, x, torch.zeros(2, 5), torch.zeros(2, 5), beta=4.0)
+    loss, parts = vae_loss(x_hat, x, kl_divergence(torch.zeros(2, 5), torch.zeros(2, 5)), beta=4.0)
     nll = 3.0 + 12 * math.log(0.5**0.5)  # the default scale: squares + D log sigma
     assert loss.item() == pytest.approx(nll / 12)
     assert parts == pytest.approx({"recon": 3.0, "nll": nll, "kl": 0.0})
@@ -91,7 +91,7 @@ def test_gaussian_likelihood_scales_and_calibrates():
     D = 3 * 4 * 4
     assert gaussian_nll(x_hat, x, 0.1).item() == pytest.approx(squares.item() / 0.02 + D * math.log(0.1))
     # The default scale is the plain sum of squared errors, up to a constant.
-    default = vae_loss(x_hat, x, torch.zeros(3, 2), torch.zeros(3, 2))[0] * D
+    default = vae_loss(x_hat, x, kl_divergence(torch.zeros(3, 2), torch.zeros(3, 2)))[0] * D
     assert default.item() == pytest.approx(squares.item() + D * math.log(0.5**0.5), rel=1e-5)
     # Calibrated: the scale that maximises the likelihood, so no fixed scale does better.
     best = gaussian_nll(x_hat, x, 0).item()
@@ -105,6 +105,6 @@ def test_a_small_likelihood_scale_weighs_reconstruction_over_kl():
     x_hat = (x + 0.1).requires_grad_(True)
     grads = {}
     for sigma in (0.5**0.5, 0.1):
-        loss, _ = vae_loss(x_hat, x, torch.zeros(2, 2), torch.zeros(2, 2), sigma=sigma)
+        loss, _ = vae_loss(x_hat, x, kl_divergence(torch.zeros(2, 2), torch.zeros(2, 2)), sigma=sigma)
         grads[sigma] = torch.autograd.grad(loss, x_hat)[0]
     assert torch.allclose(grads[0.1], grads[0.5**0.5] * 50)  # 1 / (2 sigma^2): 1 -> 50

@@ -60,7 +60,8 @@ LIMITS = {"image_size": 1024, "channels": 16, "latent_dim": 16384, "num_frames":
           "predictor_filters": 4096, "predictor_blocks": 8, "predictor_hidden": 16384,
           "predictor_stride": 8, "delta_rank": 4096, "decoder_convs": 8, "critic_convs": 8,
           "widths": 4096, "critic_widths": 4096, "batch_size": 4096, "swd_images": 100_000,
-          "num_classes": 1024, "builtin_per_class": 100_000}
+          "num_classes": 1024, "builtin_per_class": 100_000,
+          "prior_components": 1024}
 
 
 def check_positive(name: str, value, upper: int | None = None) -> None:
@@ -115,6 +116,8 @@ class ModelConfig:
     latent_dim: int = opt(128, "size of z, the noise vector the decoder turns into an image")
     num_classes: int = opt(0, "classes the VAE and the critic are conditioned on (the data's "
                            "ImageFolder sub-folders); 0: unconditional, noise alone as the seed has it")
+    prior_components: int = opt(0, "a learned prior over the codes: per class, an equal mixture of this "
+                                "many Gaussians trained with the VAE (prior.py); 0: N(0, I) as the seed has it")
     num_frames: int = opt(8, "T, frames of the synthetic video the predictor watches", flag="--frames")
     predictor_filters: int = opt(32, "Conv3d filters in every predictor block (the seed's 32)")
     predictor_blocks: int = opt(2, "Conv3d -> ReLU -> MaxPool3d blocks")
@@ -149,10 +152,10 @@ class ModelConfig:
                 isinstance(t, str) and t for t in self.delta_targets):
             raise ValueError(f"delta_targets={self.delta_targets!r}: expected a non-empty tuple of "
                              "parameter names or glob patterns, e.g. ('decoder.out.*',)")
-        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) \
-                or not 0 <= self.num_classes <= LIMITS["num_classes"]:
-            raise ValueError(f"num_classes={self.num_classes!r}: expected an integer in "
-                             f"0..{LIMITS['num_classes']} (0: unconditional)")
+        for name, zero in (("num_classes", "unconditional"), ("prior_components", "N(0, I)")):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= LIMITS[name]:
+                raise ValueError(f"{name}={value!r}: expected an integer in 0..{LIMITS[name]} (0: {zero})")
         if not isinstance(self.critic_mbstd, bool):
             raise ValueError(f"critic_mbstd={self.critic_mbstd!r}: expected True or False")
         for name, choices in (("critic_pool", CRITIC_POOLS), ("decoder_upsample", DECODER_UPSAMPLES),

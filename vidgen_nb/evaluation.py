@@ -4,7 +4,8 @@ Every figure compares against real images with the kit's own ``swd`` (lower is
 better; its patches and directions always drawn with seed 0, so runs compare), next to the floor two sets of real images reach against each other:
 
 * ``swd``: generated images against real ones; ``swd_floor``: real against real.
-* The VAE: ``kl_per_dim`` (nats per latent dimension, averaged over images),
+* The VAE: ``kl_per_dim`` (nats per latent dimension against N(0, I), also when the
+  prior is learned, averaged over images),
   ``active_dims`` (dimensions whose KL exceeds 0.01 nats: the ones the encoder uses),
   ``recon_rms`` (root mean squared error per value) and ``recon_swd`` of the
   reconstructions of the posterior means.

@@ -37,12 +37,16 @@ def _check_sizes(num_videos, num_frames) -> None:
 
 
 @torch.no_grad()
-def _decoder_input(generator: Generator, z: torch.Tensor, label: int | None, repeat: int = 1):
-    """Noise vectors (N * repeat, D), video by video -> the decoder's input: z itself, or
-    for a class-conditional model z with each video's one-hot class (``label`` for
-    every video, else the classes in turn). ``ValueError`` naming a bad class."""
+def _decoder_input(generator: Generator, z: torch.Tensor, label: int | None, repeat: int = 1,
+                   noise: bool = True):
+    """Noise vectors (N * repeat, D), video by video -> the decoder's input: their codes
+    from the prior (``VAE.from_noise``; codes already, unless ``noise``), and for a
+    class-conditional model each video's one-hot class (``label`` for every video,
+    else the classes in turn). ``ValueError`` naming a bad class."""
     y = generator.vae.labels(label, len(z) // repeat, z.device)
-    return z if y is None else generator.vae.condition(z, y.repeat_interleave(repeat))
+    y = None if y is None else y.repeat_interleave(repeat)
+    z = generator.vae.from_noise(z, y) if noise else z
+    return z if y is None else generator.vae.condition(z, y)
 
 
 def latent_walk(generator: Generator, num_videos: int = 4, num_frames: int = 24, *,
@@ -51,7 +55,8 @@ def latent_walk(generator: Generator, num_videos: int = 4, num_frames: int = 24,
     """Frames decoded along a smooth path through latent space -> (N, T, C, H, W).
 
     The path visits ``keyframes`` random noise vectors by spherical interpolation (and,
-    with ``loop``, returns to the first, so the video loops seamlessly). With
+    with ``loop``, returns to the first, so the video loops seamlessly); with a learned
+    prior, their codes, in straight lines. With
     ``use_delta`` every frame is decoded with its own predicted delta, times ``scale``.
     All N x T frames are decoded as one batch. A class-conditional model walks within
     one class (``label``) or each video within its own (the classes in turn).
@@ -61,6 +66,9 @@ def latent_walk(generator: Generator, num_videos: int = 4, num_frames: int = 24,
     if use_delta:
         _need_predictor(generator, "latent-walk with deltas")
     keys = generator.sample_z(num_videos * keyframes, seed=seed)
+    if generator.vae.prior is not None:  # the codes of the keyframes, each video its class
+        y = generator.vae.labels(label, num_videos, keys.device)
+        keys = generator.vae.from_noise(keys, None if y is None else y.repeat_interleave(keyframes))
     keys = keys.view(num_videos, keyframes, -1)  # (N * K, D) -> (N, K, D)
     if loop:
         keys = torch.cat([keys, keys[:, :1]], 1)
@@ -68,8 +76,10 @@ def latent_walk(generator: Generator, num_videos: int = 4, num_frames: int = 24,
     pos = (torch.arange(num_frames) / num_frames * segments if loop
            else torch.linspace(0, segments, num_frames)).to(keys.device)
     idx = pos.floor().long().clamp(max=segments - 1)
-    z = slerp(keys[:, idx], keys[:, idx + 1], (pos - idx).expand(num_videos, -1))  # (N, T, D)
-    z = _decoder_input(generator, z.reshape(num_videos * num_frames, -1), label, num_frames)
+    t = (pos - idx).expand(num_videos, -1)
+    z = slerp(keys[:, idx], keys[:, idx + 1], t) if generator.vae.prior is None \
+        else torch.lerp(keys[:, idx], keys[:, idx + 1], t[..., None])  # (N, T, D)
+    z = _decoder_input(generator, z.reshape(num_videos * num_frames, -1), label, num_frames, noise=False)
     x = generator.vae.decoder(z)
     if use_delta:
         x = generator.deltas.decode(z, generator.predict_delta(x, seed=seed), scale=scale)

@@ -117,7 +117,11 @@ class Generator(nn.Module):
 
     def generate(self, z: torch.Tensor, y: torch.Tensor | None = None, *, scale: float = 1.0,
                  seed: int | None = None, return_delta: bool = False):
-        """Noise vectors (B, latent_dim) -> generated images (B, C, H, W) in [0, 1].
+        """Codes z (B, latent_dim) -> generated images (B, C, H, W) in [0, 1].
+
+        Under the seed's N(0, I) prior the codes are the noise vectors themselves; under
+        a learned prior, ``vae.from_noise`` of them (``Trainer.fixed_codes`` for the
+        fixed samples).
 
         With the predictor: decode, make the synthetic video, predict delta, decode again
         with theta + scale * delta. ``y`` (B,) or one int: the classes asked for, when the
@@ -145,12 +149,13 @@ class Generator(nn.Module):
         return (x, delta) if return_delta else x
 
     def sample_z(self, n: int, *, seed: int | None = None) -> torch.Tensor:
-        """n noise vectors (n, latent_dim) from N(0, I) on the generator's device.
+        """n noise vectors (n, latent_dim) from N(0, I) on the generator's device (the
+        codes of a learned prior are ``vae.from_noise`` of them).
 
         With ``seed``, drawn on the CPU from their own generator (the same vectors on
         any device, and the global random stream untouched); else from the global stream.
         """
         if seed is None:
-            return self.vae.sample_z(n)
+            return torch.randn(n, self.vae.latent_dim, device=self.device)
         g = torch.Generator().manual_seed(seed)
         return torch.randn(n, self.vae.latent_dim, generator=g).to(self.device)

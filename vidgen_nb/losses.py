@@ -93,9 +93,12 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum(1).mean()
 
 
-def vae_loss(x_hat: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, *,
+def vae_loss(x_hat: torch.Tensor, x: torch.Tensor, kl: torch.Tensor, *,
              beta: float = 1.0, sigma: float = 0.5**0.5) -> tuple[torch.Tensor, dict[str, float]]:
     """(negative log-likelihood + beta * KL) per value, and its parts for logging.
+
+    ``kl``: KL(q(z | x) || p(z)) per image, averaged over the batch (``step.kl_term``: for the
+    N(0, I) prior ``kl_divergence(mu, logvar)``).
 
     The likelihood is Gaussian with scale ``sigma`` (``gaussian_nll``; the default
     1/sqrt(2) makes it the plain sum of squared errors). Dividing by the number of
@@ -103,7 +106,7 @@ def vae_loss(x_hat: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: tor
     its weight against the adversarial loss carries over. Logged: ``recon``, the sum
     of squared errors per image, ``nll`` and ``kl`` in nats per image.
     """
-    nll, kl = gaussian_nll(x_hat, x, sigma), kl_divergence(mu, logvar)
+    nll = gaussian_nll(x_hat, x, sigma)
     loss = (nll + beta * kl) / x[0].numel()
     recon = reconstruction_loss(x_hat.detach(), x)
     return loss, {"recon": recon.item(), "nll": nll.item(), "kl": kl.item()}

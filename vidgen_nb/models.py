@@ -11,6 +11,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from .config import ModelConfig
+from .prior import MixturePrior
 
 
 def he_init(layer: nn.Module, *, relu: bool = True) -> None:
@@ -114,9 +115,10 @@ class Decoder(nn.Module):
 class VAE(nn.Module):
     """Variational autoencoder; its decoder is the image generator.
 
-    ``forward(x)`` returns ``(x_hat, mu, logvar)``; ``decode(z)`` turns noise vectors
-    into images; ``sample_z(n)`` draws noise vectors from the prior N(0, I). Every
-    layer starts from ``he_init``.
+    ``forward(x)`` returns ``(x_hat, mu, logvar)``; ``decode(z)`` turns latent codes
+    into images; ``sample_z(n)`` draws codes from the prior: N(0, I) as the seed has
+    it, or with ``prior_components`` K > 0 the learned ``MixturePrior`` (``prior.py``),
+    to which ``from_noise`` maps N(0, I) noise. Every layer starts from ``he_init``.
 
     With ``num_classes`` C > 0 the VAE is class-conditional: the encoder's mu and
     logvar layers and the decoder's first layer also see the one-hot class y, so
@@ -136,6 +138,9 @@ class VAE(nn.Module):
             if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
                 followed_by_relu = layer not in (self.fc_mu, self.fc_logvar, self.decoder.out)
                 he_init(layer, relu=followed_by_relu)
+        # Drawn last, so that a model without it starts from the same weights as before.
+        self.prior = MixturePrior(model_cfg.latent_dim, model_cfg.num_classes,
+                                  model_cfg.prior_components) if model_cfg.prior_components else None
 
     def labels(self, y: torch.Tensor | int | None, n: int, device: torch.device) -> torch.Tensor | None:
         """Checked class labels (n,) for a conditional VAE: ``y`` itself, one class (an int)
@@ -186,10 +191,20 @@ class VAE(nn.Module):
         mu, logvar = self.encode(x, y)
         return self.decode(self.reparameterize(mu, logvar), y), mu, logvar
 
-    def sample_z(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n noise vectors (n, latent_dim) from N(0, I), on the model's device."""
+    def from_noise(self, eps: torch.Tensor, y: torch.Tensor | int | None = None) -> torch.Tensor:
+        """Noise vectors eps (B, latent_dim) ~ N(0, I) -> codes from the prior p(z | y):
+        eps itself for N(0, I), else ``MixturePrior.from_noise`` with ``labels(y)``."""
+        if self.prior is None:
+            return eps
+        return self.prior.from_noise(eps, self.labels(y, len(eps), eps.device))
+
+    def sample_z(self, n: int, y: torch.Tensor | int | None = None, *,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """n codes (n, latent_dim) from the prior (of the classes ``labels(y)``), on the
+        model's device."""
         device = self.fc_mu.weight.device
-        return torch.randn(n, self.latent_dim, device=device, generator=generator)
+        return self.from_noise(torch.randn(n, self.latent_dim, device=device, generator=generator), y)
+
 
 
 class Discriminator(nn.Module):

@@ -23,7 +23,7 @@ from torch import nn
 from .augment import diff_augment
 from .config import Config, TrainConfig
 from .generator import Generator
-from .losses import critic_loss, generator_adversarial_loss, vae_loss
+from .losses import critic_loss, generator_adversarial_loss, kl_divergence, vae_loss
 
 
 @dataclass
@@ -49,7 +49,7 @@ class Parts:
 class GeneratorPass(nn.Module):
     """The generator step's forward pass as one module, so that DDP can wrap it.
 
-    z (B, latent_dim), real (B, C, H, W) -> fake, delta, x_hat, mu, logvar.
+    z (B, latent_dim), real (B, C, H, W) -> fake, delta, x_hat, kl.
     """
 
     def __init__(self, generator: Generator, through_generator: bool = False):
@@ -58,16 +58,27 @@ class GeneratorPass(nn.Module):
         self.through_generator = through_generator
 
     def forward(self, z: torch.Tensor, real: torch.Tensor, y: torch.Tensor | None = None):
-        """Samples and reconstructions: z (B, latent_dim), real (B, C, H, W) -> fake, delta, x_hat, mu, logvar.
+        """Samples and reconstructions: codes z (B, latent_dim) from the prior, real (B, C, H, W)
+        -> fake, delta, x_hat, and the KL term of the real images' codes (``kl_term``).
 
         A conditional model takes the real images' labels y (B,) and draws fakes of those classes."""
         fake, delta = self.generator.generate(z, y=y, return_delta=True)
-        return fake, delta, *reconstruct_sampled(self.generator, real, self.through_generator, y)
+        x_hat, mu, logvar, z_post = reconstruct_sampled(self.generator, real, self.through_generator, y)
+        return fake, delta, x_hat, kl_term(self.generator.vae, mu.float(), logvar.float(), z_post.float(), y)
+
+
+def kl_term(vae, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor,
+            y: torch.Tensor | None = None) -> torch.Tensor:
+    """KL(q(z | x) || prior), averaged over the batch: in closed form for N(0, I)
+    (``losses.kl_divergence``), else estimated at the posterior sample z (``MixturePrior.kl``)."""
+    if vae.prior is None:
+        return kl_divergence(mu, logvar)
+    return vae.prior.kl(mu, logvar, z, vae.labels(y, len(z), z.device))
 
 
 def reconstruct_sampled(generator: Generator, real: torch.Tensor, through_generator: bool,
                         y: torch.Tensor | None = None):
-    """Training's reconstructions: real (B, C, H, W) -> x_hat, mu, logvar.
+    """Training's reconstructions: real (B, C, H, W) -> x_hat, mu, logvar, z.
 
     x_hat is decoded from a posterior sample z = mu + sigma * eps by the whole generator
     (theta + delta, the delta of x_hat's own video) or by theta alone; a conditional
@@ -75,7 +86,7 @@ def reconstruct_sampled(generator: Generator, real: torch.Tensor, through_genera
     mu, logvar = generator.vae.encode(real, y)
     z = generator.vae.reparameterize(mu, logvar)
     x_hat = generator.generate(z, y=y) if through_generator else generator.vae.decode(z, y)
-    return x_hat, mu, logvar
+    return x_hat, mu, logvar, z
 
 
 def judging(critic, y: torch.Tensor | None):
@@ -100,11 +111,11 @@ def critic_step(parts: Parts, real: torch.Tensor, t: TrainConfig,
         if t.adversarial_recon:  # half samples, half reconstructions
             half = n // 2
             first, rest = (None, None) if y is None else (y[:n - half], y[n - half:])
-            fake = torch.cat([generator.generate(generator.vae.sample_z(n - half), y=first),
+            fake = torch.cat([generator.generate(generator.vae.sample_z(n - half, first), y=first),
                               reconstruct_sampled(generator, real[n - half:],
                                                   t.recon_through_generator, rest)[0]])
         else:
-            fake = generator.generate(generator.vae.sample_z(n), y=y)
+            fake = generator.generate(generator.vae.sample_z(n, y), y=y)
     with parts.autocast():
         real, fake = diff_augment(real, t.augment), diff_augment(fake, t.augment)
         both = None if y is None else torch.cat([y, y])  # real and fake judged as one batch
@@ -121,21 +132,21 @@ def generator_step(parts: Parts, real: torch.Tensor, t: TrainConfig,
                    y: torch.Tensor | None = None) -> dict[str, float]:
     """One update of the VAE's base weights theta and the predictor, by one backward.
 
-    L_G = -E[D(fake)] + vae_weight * (-log p(real | x_hat) + beta * KL(q(z|real) || N(0, I)))
-    per value, fake = decode(z; theta + delta(video(decode(z; theta)))), x_hat the real
+    L_G = -E[D(fake)] + vae_weight * (-log p(real | x_hat) + beta * KL(q(z|real) || p(z)))
+    per value, fake = decode(z; theta + delta(video(decode(z; theta)))) with z from the
+    prior p(z) (N(0, I), or the learned ``MixturePrior``), x_hat the real
     batch's reconstructions (``losses.vae_loss``); a conditional model generates the real
     batch's classes y. The critic only judges here: its weights get no gradient.
     """
     parts.critic.requires_grad_(False)
     try:
         with parts.autocast():
-            z = parts.generator.vae.sample_z(len(real))
-            fake, delta, x_hat, mu, logvar = parts.generator_pass(z, real, y)
+            z = parts.generator.vae.sample_z(len(real), y)
+            fake, delta, x_hat, kl = parts.generator_pass(z, real, y)
             judged = torch.cat([fake, x_hat]) if t.adversarial_recon else fake
             labels = None if y is None else torch.cat([y, y]) if t.adversarial_recon else y
             adv = generator_adversarial_loss(judging(parts.critic, labels), diff_augment(judged, t.augment))
-            vae_term, stats = vae_loss(x_hat.float(), real.float(), mu.float(), logvar.float(),
-                                       beta=t.beta, sigma=t.recon_sigma)
+            vae_term, stats = vae_loss(x_hat.float(), real.float(), kl, beta=t.beta, sigma=t.recon_sigma)
             loss = adv.float() + t.vae_weight * vae_term
         parts.check_finite("generator", loss)
         parts.opt_g.zero_grad(set_to_none=True)
@@ -201,7 +212,7 @@ def code_path() -> str:
         return f"{indent}{fn.__module__}.{fn.__qualname__}: {summary.split('. ')[0].rstrip('.')}."
 
     order = [(critic_step, "x n_critic", (Generator.generate, critic_loss, gradient_penalty)),
-             (generator_step, "once", (GeneratorPass.forward, reconstruct_sampled,
+             (generator_step, "once", (GeneratorPass.forward, reconstruct_sampled, kl_term,
                                        generator_adversarial_loss, vae_loss)),
              (update_ema, "once", ())]
     lines = []

@@ -198,8 +198,13 @@ class Trainer:
     def samples(self, n: int = 64, *, scale: float = 1.0) -> torch.Tensor:
         """Images ``generator_ema`` makes from the fixed noise vectors (n, C, H, W), on the CPU."""
         with self._evaluating():
-            x, _ = generate_fixed(self.generator_ema, self.fixed_z[:n], seed=self.config.seed, scale=scale)
+            x, _ = generate_fixed(self.generator_ema, self.fixed_codes(n), seed=self.config.seed, scale=scale)
         return x.float().cpu()
+
+    def fixed_codes(self, n: int) -> torch.Tensor:
+        """The first n fixed noise vectors as codes of the averaged generator's prior
+        (themselves for N(0, I)), of the classes in turn when conditional."""
+        return self.generator_ema.vae.from_noise(self.fixed_z[:n])
 
     @contextlib.contextmanager
     def _evaluating(self):
@@ -370,7 +375,7 @@ class Trainer:
         name_shapes = None if self.judge is None else functools.partial(
             judge_shapes, self.judge, classes=tuple(self.dataset.classes or ()))
         with self._evaluating():
-            figures = delta_figures(self.generator_ema, self.fixed_z[:n], real[:n],
+            figures = delta_figures(self.generator_ema, self.fixed_codes(n), real[:n],
                                     seed=self.config.seed, name_shapes=name_shapes)
             figures.update(vae_figures(self.generator_ema, real[:n].to(self.device),
                                        through_generator=self.config.train.recon_through_generator,

@@ -135,7 +135,8 @@ class DeltaExplorer:
 
     Args:
         generator: a ``Generator`` with a weight predictor (``trainer.generator_ema``).
-        z: the noise vector to decode (1, latent_dim), e.g. ``trainer.fixed_z[:1]``.
+        z: the noise vector to decode (1, latent_dim), e.g. ``trainer.fixed_z[:1]`` (its
+            code from the prior, ``vae.from_noise``, when the prior is learned).
         seed: seed of the synthetic video the delta is predicted from.
         label: the class to draw, for a class-conditional generator (default 0).
     """
@@ -145,7 +146,7 @@ class DeltaExplorer:
         if generator.predictor is None:
             raise ValueError("this generator has no weight predictor (use_predictor=False)")
         self.generator, self.deltas = generator, generator.deltas
-        z = z.to(generator.device)
+        z = generator.vae.from_noise(z.to(generator.device), label)
         self.z = generator.vae.condition(z, label)  # the decoder's input: z and the class, if any
         with torch.no_grad():
             self.base = generator.vae.decoder(self.z)  # (1, C, H, W)
@@ -252,8 +253,8 @@ class LatentExplorer:
             return
         for i, slider in enumerate(self.dims):
             self.z[0, i] = slider.value
-        z = self.z.to(next(self.vae.parameters()).device)
         y = None if self.label is None else self.label.value  # one class for the image
+        z = self.vae.from_noise(self.z.to(next(self.vae.parameters()).device), y)
         x = self.vae.decode(z, y) if self.model is self.vae else self.model.generate(z, y, seed=0)
         self.image = x[0].float().cpu()
         self._ax.images[0].set_data(_hwc(self.image))
