@@ -85,3 +85,17 @@ def test_a_run_with_a_learned_prior_trains_the_prior_and_resumes_exactly(tmp_pat
         expected = straight.generator_ema.vae.prior.from_noise(straight.fixed_z[:8], torch.arange(8) % 4)
     assert torch.equal(codes, expected)  # samples are drawn from the averaged prior, class by class
     assert 0 <= straight.evaluate()["shapes_named"] <= 1
+
+
+def test_videos_of_a_learned_prior_start_at_the_codes_of_their_noise():
+    from vidgen_nb.generated_video import latent_walk
+    from vidgen_nb.generator import Generator
+
+    torch.manual_seed(0)
+    config = Config.preset("tiny", prior_components=3, num_classes=4)
+    generator = Generator(config, VAE(config.model), None).eval()
+    video = latent_walk(generator, num_videos=2, num_frames=4, keyframes=2, use_delta=False, seed=5, label=1)
+    keys = generator.sample_z(4, seed=5)[[0, 2]]  # each video's first keyframe
+    with torch.no_grad():
+        first = generator.vae.decode(generator.vae.from_noise(keys, 1), 1)
+    assert torch.allclose(video[:, 0], first, atol=1e-6)

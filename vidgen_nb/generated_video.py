@@ -36,17 +36,21 @@ def _check_sizes(num_videos, num_frames) -> None:
     check_positive("num_frames", num_frames)
 
 
+def _labels(generator: Generator, label: int | None, n: int, repeat: int = 1):
+    """The labels (n * repeat,) of n videos of ``repeat`` images each: ``label`` for every
+    video, else the classes in turn; None when unconditional. ``ValueError`` naming a bad class."""
+    y = generator.vae.labels(label, n, generator.device)
+    return None if y is None else y.repeat_interleave(repeat)
+
+
 @torch.no_grad()
 def _decoder_input(generator: Generator, z: torch.Tensor, label: int | None, repeat: int = 1,
                    noise: bool = True):
     """Noise vectors (N * repeat, D), video by video -> the decoder's input: their codes
-    from the prior (``VAE.from_noise``; codes already, unless ``noise``), and for a
-    class-conditional model each video's one-hot class (``label`` for every video,
-    else the classes in turn). ``ValueError`` naming a bad class."""
-    y = generator.vae.labels(label, len(z) // repeat, z.device)
-    y = None if y is None else y.repeat_interleave(repeat)
-    z = generator.vae.from_noise(z, y) if noise else z
-    return z if y is None else generator.vae.condition(z, y)
+    from the prior (``VAE.from_noise``; codes already, unless ``noise``), with each
+    video's one-hot class when the model is class-conditional (``_labels``)."""
+    y = _labels(generator, label, len(z) // repeat, repeat)
+    return generator.vae.condition(generator.vae.from_noise(z, y) if noise else z, y)
 
 
 def latent_walk(generator: Generator, num_videos: int = 4, num_frames: int = 24, *,
@@ -67,8 +71,7 @@ def latent_walk(generator: Generator, num_videos: int = 4, num_frames: int = 24,
         _need_predictor(generator, "latent-walk with deltas")
     keys = generator.sample_z(num_videos * keyframes, seed=seed)
     if generator.vae.prior is not None:  # the codes of the keyframes, each video its class
-        y = generator.vae.labels(label, num_videos, keys.device)
-        keys = generator.vae.from_noise(keys, None if y is None else y.repeat_interleave(keyframes))
+        keys = generator.vae.from_noise(keys, _labels(generator, label, num_videos, keyframes))
     keys = keys.view(num_videos, keyframes, -1)  # (N * K, D) -> (N, K, D)
     if loop:
         keys = torch.cat([keys, keys[:, :1]], 1)

@@ -38,7 +38,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from torch import nn
 
 from .data.loading import image_transform
-from .config import BUILTIN_BACKGROUNDS, check_one_of
+from .config import BUILTIN_BACKGROUNDS, DataConfig, check_one_of
 from .data.shapes import BUILTIN_VERSION, CLASSES, _background, cache_dir, render_shape, shape_colours
 from .files import atomic_write
 
@@ -253,10 +253,10 @@ def main(argv: list[str] | None = None) -> int:
         description="Train the shape judge for an image size and report how well it names "
                     "fresh real images and blurred ones.")
     parser.add_argument("--size", type=int, default=32, help="image size in pixels (default 32)")
-    parser.add_argument("--background", choices=BUILTIN_BACKGROUNDS, default="gradient",
-                        help="the built-in backgrounds it judges (default gradient)")
+    parser.add_argument("--background", choices=BUILTIN_BACKGROUNDS, default=DataConfig().builtin,
+                        help=f"the built-in backgrounds it judges (default {DataConfig().builtin})")
     parser.add_argument("--out", type=Path, default=None,
-                        help="folder to write judge-<size>px.pt into (default: the cache folder)")
+                        help="folder to write judge-<background>-<size>px.pt into (default: the cache folder)")
     args = parser.parse_args(argv)
     if not 8 <= args.size <= 256:
         parser.error(f"--size {args.size}: expected a size from 8 to 256 pixels")

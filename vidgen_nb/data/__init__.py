@@ -23,7 +23,7 @@ from .shapes import (BUILTIN_VERSION, CLASSES, builtin_background, builtin_datas
 __all__ = [
     "BUILTIN_VERSION", "CLASSES", "EXPECTED_LAYOUT", "IMAGE_EXTENSIONS", "CheckedImageFolder",
     "DatasetError", "InMemoryImages", "ResumableBatchSampler", "SafeDataLoader", "ScanReport",
-    "UnreadableImageError", "builtin_background", "builtin_dataset", "cache_dir", "check_batch_size", "endless_batches",
-    "image_transform", "is_builtin", "load_dataset", "load_rgb", "make_loader", "render_shape",
+    "UnreadableImageError", "builtin_background", "builtin_dataset", "cache_dir", "check_batch_size",
+    "endless_batches", "image_transform", "is_builtin", "load_dataset", "load_rgb", "make_loader", "render_shape",
     "scan_image_folder", "to_rgb",
 ]

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from torchvision.utils import save_image
 
+from ..config import BUILTIN_BACKGROUNDS, DataConfig
 from ..files import atomic_write
 from .loading import make_loader
 from .scan import DatasetError, scan_image_folder
-from ..config import BUILTIN_BACKGROUNDS, DataConfig
 from .shapes import builtin_dataset
 
 
