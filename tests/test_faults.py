@@ -162,7 +162,7 @@ def test_a_gif_that_cannot_be_written_leaves_the_old_one(tmp_path, monkeypatch):
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["keep.gif"]
 
 
-@pytest.mark.parametrize("fps", ["0", "-5", "nan", "inf"])
+@pytest.mark.parametrize("fps", ["0", "-5", "nan", "inf", "1e9", "1e-9"])
 def test_vidgen_video_refuses_a_bad_fps_before_loading(tmp_path, capsys, fps):
     assert render_main(["--checkpoint", str(tmp_path / "none.pt"), "--fps", fps]) == 2
     assert f"--fps {float(fps)}" in capsys.readouterr().err
@@ -222,12 +222,19 @@ MALFORMED = {  # what is done to a good checkpoint -> words the one-line error m
     "bad opt_g": (lambda s: s.update(opt_g={"state": {}, "param_groups": []}), "its opt_g does not fit"),
     "ema wrong shape": (lambda s: s["generator_ema"].update({"vae.decoder.out.bias": torch.zeros(9)}),
                         "generator_ema does not fit"),
+    "no data record": (lambda s: s.pop("data"), "data is None, expected the record of the data"),
+    "data a string": (lambda s: s.update(data="shapes"), "data is 'shapes', expected the record"),
+    "swd_start nan": (lambda s: s.update(swd_start={"step": 0, "swd": float("nan")}),
+                      "swd_start is 'dict', expected None or"),
+    "lineage not a list": (lambda s: s.update(lineage="a"), "lineage is 'a', expected a list"),
+    "seed 2^70": (lambda s: s["config"].update(seed=2**70), "seed=1180591620717411303424: expected an integer"),
+    "n_critic 1e8": (lambda s: s["config"]["train"].update(n_critic=10**8), "n_critic=100000000: expected at most 100"),
 }
 # Entries vidgen-video reads too (it decodes with the weight average, so the trained
 # copy's weights, the critic and the optimisers are not its concern).
 RENDER_READS = {"step abc", "step -5", "unknown field", "config a list", "no predictor",
                 "weights not tensors", "image_size 1e9", "latent_dim 2^40", "num_frames 1e7",
-                "ema wrong shape"}
+                "ema wrong shape", "no data record", "data a string", "lineage not a list", "seed 2^70"}
 
 
 @pytest.mark.parametrize("case", sorted(MALFORMED))
@@ -271,8 +278,11 @@ def test_a_good_checkpoint_still_loads_and_its_folder_says_so(good_checkpoint, t
 
     torch.save(good_checkpoint, tmp_path / "ok.pt")
     assert load_checkpoint(tmp_path / "ok.pt")["step"] == 1
-    with pytest.raises(FileNotFoundError, match="does not exist .it is a folder."):
+    with pytest.raises(ValueError, match="is a folder holding no checkpoint.pt"):
         load_checkpoint(tmp_path)
+    (tmp_path / "run").mkdir()
+    torch.save(good_checkpoint, tmp_path / "run" / "checkpoint.pt")
+    assert load_checkpoint(tmp_path / "run")["step"] == 1  # a run folder names its checkpoint
 
 
 def test_a_checkpoint_of_an_older_format_is_one_line_saying_what_to_do(good_checkpoint, tmp_path, data,

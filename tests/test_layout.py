@@ -8,7 +8,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "vidgen_nb"
 # Bottom to top, as docs/layout.md lists them.
 FLOORS = [
     ["config", "files"],
-    ["data.images", "data.shapes"], ["data.scan"], ["data.loading"], ["data"], ["data.__main__"],
+    ["data.images", "data.shapes"], ["data.scan"], ["data.loading"], ["data.record"], ["data"], ["data.__main__"],
     ["prior"], ["models"], ["deltas"], ["video"], ["checkpoint"], ["options"], ["generator"],
     ["losses", "metrics", "augment"], ["evaluation", "judge"], ["device"], ["step"], ["training"],
     ["plots", "media"], ["generated_video"],

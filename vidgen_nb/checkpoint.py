@@ -10,6 +10,11 @@ A checkpoint is a plain dict (``torch.save``), laid out as
     generator_ema  the averaged generator's state dict (``Generator``: vae.*, predictor.*),
                    or None when the run keeps no average (ema_decay = 0)
     opt_g, opt_d   optimiser states; rng: {"torch": ..., "cuda": ...} random states
+    data           what it trains on (``data/record.py``): the built-in set's variant, or
+                   a folder's path and the fingerprint of its files
+    swd_start      {"step", "swd"}: the SWD its summary starts from, measured at step 0 (or
+                   when it went on with other data), or None when never measured
+    lineage        [{"checkpoint", "step"}, ...]: the runs it was forked from, oldest first
 
 and read with ``weights_only=True``, so that loading one never runs code from it.
 
@@ -22,21 +27,27 @@ from __future__ import annotations
 
 import errno
 import json
+import math
+import numbers
 import os
 import shutil
+import stat
+import sys
 import zipfile
 from pathlib import Path
 
 import torch
 
 from .config import Config
+from .data import check_record
 from .files import atomic_write
 
 CHECKPOINT = "checkpoint.pt"  # the file name inside a run folder
 # The checkpoint layout's version. 2: every config field stored (format 1, before it was
 # counted, left out fields that did not exist yet, and readers guessed what they meant);
-# 3: the built-in data's section (which backgrounds, how many images) in the config.
-FORMAT = 3
+# 3: the built-in data's section (which backgrounds, how many images) in the config;
+# 4: the data it trains on, its starting SWD and the runs it was forked from.
+FORMAT = 4
 RUNS = Path("runs")  # run folders, relative to the current folder
 REQUIRED = ("config", "step", "vae", "critic")  # keys without which a file is no checkpoint
 # torch.save stores a checkpoint's records uncompressed, so they add up to about the
@@ -82,10 +93,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     containers only; a file that asks for anything else (e.g. a pickle crafted to run
     code) is refused with ``ValueError`` before any of it runs.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist"
-                                + (" (it is a folder)" if path.is_dir() else ""))
+    path = checkpoint_file(path)
     _check_unpacked_size(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -97,6 +105,43 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if missing:
         raise ValueError(f"checkpoint {path} lacks {sorted(missing)}: not a vidgen_nb checkpoint")
     return state
+
+
+def checkpoint_file(path: str | os.PathLike) -> Path:
+    """``path``, or the checkpoint in it when it is a run folder, once it is known to be a
+    regular file: ``FileNotFoundError`` when nothing is there, ``ValueError`` naming what
+    is there instead (a folder without a checkpoint, a FIFO that would block a reader, a
+    path longer than the system allows)."""
+    path = Path(path)
+    try:
+        if path.is_dir() and (path / CHECKPOINT).is_file():
+            return path / CHECKPOINT
+        if path.is_file():
+            return path
+        if path.is_dir():
+            raise ValueError(f"checkpoint {path} is a folder holding no {CHECKPOINT}")
+        if path.exists():
+            raise ValueError(f"checkpoint {path} is not a regular file ({file_kind(path)})")
+    except OSError as exc:
+        raise ValueError(f"checkpoint {path}: {path_problem(exc)}") from None
+    raise FileNotFoundError(f"checkpoint {path} does not exist")
+
+
+def file_kind(path: Path) -> str:
+    """What a path that is neither a file nor a folder is, in a word or two."""
+    mode = path.stat().st_mode
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a file"
+
+
+def path_problem(exc: OSError) -> str:
+    """An operating-system error about a path, in words ("longer than the system allows")."""
+    if exc.errno == errno.ENAMETOOLONG:
+        return "the path is longer than the system allows (a name over 255 bytes, or the whole over 4096)"
+    return exc.strerror or str(exc)
 
 
 def _check_unpacked_size(path: Path) -> None:
@@ -146,6 +191,16 @@ def check_state(state: dict, path: str | os.PathLike, *, training: bool) -> Conf
         if any(t.is_floating_point() and not torch.isfinite(t).all() for t in tensors):
             raise ValueError(f"checkpoint {path}: its {key} weights hold NaN or infinite values "
                              "(training never saves those: the file was damaged or edited)")
+    check_record(state.get("data"), path)
+    start = state.get("swd_start")
+    if start is not None and not (isinstance(start, dict) and isinstance(start.get("step"), int)
+                                  and isinstance(start.get("swd"), float) and math.isfinite(start["swd"])):
+        refuse("swd_start", "None or {'step': an integer, 'swd': a finite number}")
+    lineage = state.get("lineage")
+    if not isinstance(lineage, list) or not all(
+            isinstance(f, dict) and isinstance(f.get("checkpoint"), str) and isinstance(f.get("step"), int)
+            for f in lineage):
+        refuse("lineage", "a list of {'checkpoint': a path, 'step': an integer}")
     if training:
         for key in ("opt_g", "opt_d"):
             value = state.get(key)
@@ -203,16 +258,51 @@ def _plain(value):
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:
-    """The records of a run's ``metrics.jsonl``; a line cut short (a crash or a full disk
-    mid-write) is dropped, a missing file gives none."""
-    records = []
-    if not Path(path).is_file():
-        return records
-    for line in Path(path).read_text(errors="replace").splitlines():
+    """The records of a run's ``metrics.jsonl``; a missing file gives none.
+
+    A record is a JSON object with an integer ``step`` >= 0 and, in every other entry, a
+    number, a list of numbers or null. A last line cut short (a crash or a full
+    disk mid-write) is dropped quietly; any other line that is no record (a hand edit, a
+    damaged file) is left out with one line on stderr naming the file and its line
+    numbers, so that no figure of the run is ever read from it. A path that cannot be
+    read raises ``ValueError`` naming it.
+    """
+    path = Path(path)
+    try:
+        if not path.exists():
+            return []
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError as exc:
+        raise ValueError(f"metrics {path}: {path_problem(exc)}") from None
+    records, bad = [], []
+    for number, line in enumerate(lines, 1):
         try:
             record = json.loads(line)
         except ValueError:
-            continue
-        if isinstance(record, dict) and isinstance(record.get("step"), int):
+            record = None
+            if number == len(lines):
+                continue  # cut short while written
+        if _record_problem(record):
+            bad.append(number)
+        else:
             records.append(record)
+    if bad:
+        print(f"metrics {path}: left out line{'s' if len(bad) > 1 else ''} "
+              f"{', '.join(map(str, bad[:10]))}{' ...' if len(bad) > 10 else ''}: not metric records "
+              "(an integer step and numbers)", file=sys.stderr)
     return records
+
+
+def _record_problem(record) -> str | None:
+    """What makes ``record`` no metric record, or None."""
+    if not isinstance(record, dict):
+        return f"{type(record).__name__}, not a record"
+    step = record.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        return f"step is {step!r}, expected an integer >= 0"
+    for key, value in record.items():
+        values = value if isinstance(value, list) else [value]
+        if not all(v is None or (isinstance(v, numbers.Real) and not isinstance(v, bool))
+                   for v in values):
+            return f"{key} is {value!r}, expected a number"
+    return None

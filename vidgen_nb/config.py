@@ -61,7 +61,11 @@ LIMITS = {"image_size": 1024, "channels": 16, "latent_dim": 16384, "num_frames":
           "predictor_stride": 8, "delta_rank": 4096, "decoder_convs": 8, "critic_convs": 8,
           "widths": 4096, "critic_widths": 4096, "batch_size": 4096, "swd_images": 100_000,
           "num_classes": 1024, "builtin_per_class": 100_000,
-          "prior_components": 1024}
+          "prior_components": 1024,
+          # Loops inside one training step: a step must end in seconds, so that Ctrl-C,
+          # checkpoints and progress keep working (a count of 10**8 would never end).
+          "n_critic": 100,
+          "seed": 2**31 - 1}
 
 
 def check_positive(name: str, value, upper: int | None = None) -> None:
@@ -280,6 +284,8 @@ class Config:
 
     def __post_init__(self):
         check_positive("batch_size", self.batch_size, LIMITS["batch_size"])
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= LIMITS["seed"]:
+            raise ValueError(f"seed={self.seed!r}: expected an integer in 0..{LIMITS['seed']}")
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "Config":

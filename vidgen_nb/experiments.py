@@ -23,10 +23,10 @@ import re
 import sys
 from pathlib import Path
 
-from .checkpoint import RUNS
+from .checkpoint import RUNS, path_problem
 from .config import PRESETS
 from .device import PRECISIONS, pick_device
-from .files import escape_unprintable_output
+from .files import check_path, escape_unprintable_output
 from .options import add_config_options, given_fields
 from .report import markdown_table, mean_sd  # noqa: F401  (the API of earlier versions)
 from .study import (ARMS, Arm, Study, StudyInterrupted, arm_config, load_spec, resolve_arms,  # noqa: F401
@@ -97,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         pick_device(args.device)
+        if args.out is not None:
+            out = check_path(args.out, "--out")
+            if out.exists() and not out.is_dir():
+                raise ValueError(f"--out: {out} is a file; a study writes a folder")
         study = study_from_args(args)
         summary = study.run(jobs=args.jobs, device=args.device, progress=not args.quiet)
     except ValueError as exc:
@@ -106,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error((f"--{option.replace('_', '-')}: " if option else "") + text)
     except RuntimeError as exc:
         print(f"{parser.prog}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{parser.prog}: cannot write {exc.filename or args.out}: {path_problem(exc)}", file=sys.stderr)
         return 1
     except StudyInterrupted as stop:
         print(f"{parser.prog}: interrupted ({stop}); finished runs and the checkpoints of the "

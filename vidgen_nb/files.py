@@ -32,6 +32,28 @@ def atomic_write(path: str | os.PathLike):
         tmp.unlink(missing_ok=True)
 
 
+NAME_MAX, PATH_MAX = 255, 4096  # bytes in one name and in a whole path, on Linux and macOS
+
+
+def check_path(path: str | os.PathLike, option: str) -> Path:
+    """``path`` as a ``Path`` once it can name a file here; else ``ValueError`` naming
+    ``option``: empty, a name longer than the file system allows (``NAME_MAX`` bytes),
+    the whole longer than ``PATH_MAX``, or a symbolic link to nothing (writing through
+    it would create its target somewhere unseen)."""
+    raw = os.fsencode(path)
+    shown = os.fsdecode(raw[:60]) + ("..." if len(raw) > 60 else "")
+    if not raw.strip():
+        raise ValueError(f"{option}: an empty path")
+    longest = max(len(part) for part in raw.split(b"/"))
+    if longest > NAME_MAX:
+        raise ValueError(f"{option}: {shown}: a name of {longest} bytes; the file system allows {NAME_MAX}")
+    if len(os.fsencode(os.path.abspath(path))) >= PATH_MAX:
+        raise ValueError(f"{option}: {shown}: the path is {len(raw)} bytes; the system allows {PATH_MAX - 1}")
+    if os.path.islink(path) and not os.path.exists(path):
+        raise ValueError(f"{option}: {shown} is a symbolic link to {os.readlink(path)}, which does not exist")
+    return Path(path)
+
+
 def escape_unprintable_output() -> None:
     """Make stdout and stderr print what they cannot encode as escapes (a path that is
     not valid UTF-8, under a strict ASCII terminal) instead of raising."""
@@ -45,11 +67,11 @@ def remove_stale_writes(folder: Path) -> None:
     (those of a process still running are its writes in progress, and stay)."""
     for stale in folder.glob(".*.tmp[0-9]*"):
         pid = stale.name.rsplit(".tmp", 1)[1].split(".")[0]
-        if not _alive(int(pid)):
+        if not process_alive(int(pid)):
             stale.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Whether a process with this id runs on this machine."""
     if pid == os.getpid():
         return True
@@ -86,7 +108,7 @@ def lock_folder(folder: Path) -> None:
         if owner != host:
             raise ValueError(f"run folder {folder} is in use by process {pid} on {owner}; if that "
                              f"process is gone, delete {lock}") from None
-        if pid.isdigit() and _alive(int(pid)) and int(pid) != os.getpid():
+        if pid.isdigit() and process_alive(int(pid)) and int(pid) != os.getpid():
             raise ValueError(f"run folder {folder} is in use by process {pid} (still running); wait "
                              "for it to finish, or choose another folder") from None
         print(f"taking over the lock of {folder} from process {pid}, which no longer runs",

@@ -129,9 +129,10 @@ class Generator(nn.Module):
         randomness. With ``return_delta``, returns (images, delta), delta None without a
         predictor.
         """
-        if z.dim() != 2 or z.shape[1] != self.vae.latent_dim:
-            raise ValueError(f"z: expected noise vectors of shape (B, {self.vae.latent_dim}), "
-                             f"got {tuple(z.shape)}")
+        if not isinstance(z, torch.Tensor) or z.dim() != 2 or z.shape[1] != self.vae.latent_dim or not len(z):
+            shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+            raise ValueError(f"z: expected noise vectors of shape (B, {self.vae.latent_dim}) with "
+                             f"B >= 1, got {shape}")
         zc = self.vae.condition(z, y)  # the decoder's input: z, and the one-hot class if any
         if self.predictor is None:
             x = self.vae.decoder(zc)

@@ -38,6 +38,17 @@ def _to_uint8_frames(video: torch.Tensor, nrow: int | None = None) -> list[Image
     return frames
 
 
+# A GIF frame lasts a whole number of hundredths of a second, at most 655.35 s, and
+# browsers show frames under 20 ms as 100 ms: frame rates outside these are refused.
+MIN_FPS, MAX_FPS = 0.01, 50
+
+
+def check_fps(fps) -> None:
+    """``ValueError`` unless ``fps`` is a frame rate every player shows as asked."""
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not MIN_FPS <= fps <= MAX_FPS:
+        raise ValueError(f"fps={fps!r}: expected frames per second in {MIN_FPS}..{MAX_FPS}")
+
+
 def save_gif(video: torch.Tensor, path: str | os.PathLike, *, fps: float = 8, scale: int = 1,
              nrow: int | None = None) -> Path:
     """Save a video (T, C, H, W), or a batch of them side by side, as a looping GIF.
@@ -52,8 +63,7 @@ def save_gif(video: torch.Tensor, path: str | os.PathLike, *, fps: float = 8, sc
 
 def gif_bytes(video: torch.Tensor, *, fps: float = 8, scale: int = 1, nrow: int | None = None) -> bytes:
     """``save_gif``'s file, in memory."""
-    if not math.isfinite(fps) or fps <= 0:
-        raise ValueError(f"fps={fps!r}: expected a number of frames per second > 0")
+    check_fps(fps)
     frames = _to_uint8_frames(video, nrow)
     if scale > 1:
         frames = [f.resize((f.width * scale, f.height * scale), Image.Resampling.NEAREST)

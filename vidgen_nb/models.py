@@ -194,6 +194,9 @@ class VAE(nn.Module):
     def from_noise(self, eps: torch.Tensor, y: torch.Tensor | int | None = None) -> torch.Tensor:
         """Noise vectors eps (B, latent_dim) ~ N(0, I) -> codes from the prior p(z | y):
         eps itself for N(0, I), else ``MixturePrior.from_noise`` with ``labels(y)``."""
+        if not isinstance(eps, torch.Tensor) or eps.dim() != 2 or eps.shape[1] != self.latent_dim:
+            shape = tuple(eps.shape) if isinstance(eps, torch.Tensor) else type(eps).__name__
+            raise ValueError(f"noise: expected vectors of shape (B, {self.latent_dim}), got {shape}")
         if self.prior is None:
             return eps
         return self.prior.from_noise(eps, self.labels(y, len(eps), eps.device))

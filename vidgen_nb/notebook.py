@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .checkpoint import CHECKPOINT, RUNS, find_run
+from .checkpoint import CHECKPOINT, RUNS, checkpoint_file, find_run
 from .config import FAST_ENV, Config, fast_mode
 from .training import Trainer, read_metrics
 
@@ -23,12 +23,13 @@ def load_or_train(checkpoint: str | os.PathLike | None = "auto", *, steps: int =
     trains. Without a checkpoint, the ``tiny`` preset trained for ``steps`` steps
     (seconds on a CPU), with a progress bar and a word on how to get the real model.
     In fast mode (``$VIDGEN_NB_FAST``) always the tiny one, so results do not depend
-    on what is on disk. Prints what it loaded or trained.
+    on what is on disk. Prints what it loaded or trained. A checkpoint named but not
+    there raises ``FileNotFoundError``; a loaded run uses the data it recorded.
     """
     path = None
     if checkpoint is not None and not fast_mode():
-        path = find_run("main") if checkpoint == "auto" else Path(checkpoint)
-    if path is not None and path.is_file():
+        path = find_run("main") if checkpoint == "auto" else checkpoint_file(checkpoint)  # a wrong path raises
+    if path is not None:
         trainer = Trainer.from_checkpoint(path, progress=bool(progress))
         # The run's records (read only: the notebook never writes into the run folder).
         trainer.history = [r for r in read_metrics(path.parent / "metrics.jsonl") if r["step"] <= trainer.step]

@@ -25,7 +25,7 @@ def plot_losses(history: list[dict], *, title: str | None = None) -> Figure:
     axes = fig.subplots(2, 2).ravel()
     steps = [r for r in history if "critic" in r]
     for ax, (key, label) in zip(axes, LOSS_PANELS):
-        ax.plot([r["step"] for r in steps], [r[key] for r in steps], lw=1)
+        ax.plot([r["step"] for r in steps], [r.get(key, float("nan")) for r in steps], lw=1)
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)

@@ -15,10 +15,10 @@ import torch
 
 from .checkpoint import run_checkpoint
 from .device import check_fits, pick_device
-from .files import escape_unprintable_output
+from .files import check_path, escape_unprintable_output
 from .generated_video import delta_sweep, feedback_video, latent_walk
 from .generator import Generator
-from .media import save_gif, save_mp4
+from .media import MAX_FPS, MIN_FPS, save_gif, save_mp4
 
 MODES = {"latent-walk": latent_walk, "delta-sweep": delta_sweep, "feedback": feedback_video}
 
@@ -59,8 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("frames", "videos"):
         if getattr(args, name) < 1:
             return fail(f"--{name} {getattr(args, name)}: expected a positive integer")
-    if not math.isfinite(args.fps) or args.fps <= 0:
-        return fail(f"--fps {args.fps}: expected a number of frames per second > 0")
+    if not MIN_FPS <= args.fps <= MAX_FPS:  # NaN fails too
+        return fail(f"--fps {args.fps}: expected frames per second in {MIN_FPS}..{MAX_FPS}")
+    for name in ("checkpoint", "out"):
+        if getattr(args, name) is not None:
+            try:
+                check_path(getattr(args, name), f"--{name}")
+            except ValueError as exc:
+                return fail(str(exc))
     if not math.isfinite(args.scale) or not math.isfinite(args.damping):
         return fail(f"--scale {args.scale}, --damping {args.damping}: expected finite numbers")
     if args.mode == "feedback" and args.frames < 2:

@@ -13,6 +13,7 @@ import argparse
 import errno
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,15 +21,15 @@ import torch
 import torch.distributed as dist
 from torchvision.utils import save_image
 
-from .checkpoint import CHECKPOINT, RUNS
-from .files import atomic_write, escape_unprintable_output
+from .checkpoint import CHECKPOINT, RUNS, checkpoint_file, path_problem
+from .files import atomic_write, check_path, escape_unprintable_output
 from .config import PRESETS, Config
-from .data import CLASSES, DatasetError
+from .data import CLASSES, DatasetError, describe_data
 from .device import PRECISIONS, pick_device
 from .media import save_gif
 from .options import RUN_FIELDS, add_config_options, flag, flat, given_fields, option_error
 from .plots import plot_losses
-from .training import NonFiniteLossError, Trainer, TrainingInterrupted
+from .training import NonFiniteLossError, StepAbandoned, Trainer, TrainingInterrupted
 from .video import synthetic_video
 
 class Parser(argparse.ArgumentParser):
@@ -57,6 +58,9 @@ def build_parser() -> Parser:
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="bf16 autocast or fp32; auto: bf16 on CUDA, fp32 elsewhere (bf16 "
                         "on a CPU only when asked for: docs/speed.md)")
+    p.add_argument("--other-data", action="store_true",
+                   help="with --resume: go on with the --data given although the run was trained on "
+                        "other images (its summary then starts from the SWD on the new data)")
     p.add_argument("--skip-bad", action="store_true", help="leave out unreadable images, listing them")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_options(p)
@@ -87,21 +91,36 @@ def check_resume_options(args, given: dict, stored: Config, checkpoint) -> dict:
     return {k: v for k, v in given.items() if k in RUN_FIELDS}
 
 
+class Terminated(BaseException):
+    """SIGTERM outside the training loop (which handles it itself)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``vidgen-train``; a Ctrl-C outside the training loop (which stops after a step
-    and a checkpoint by itself) ends in one line saying what was kept."""
+    """``vidgen-train``; a Ctrl-C or SIGTERM outside the training loop (which stops after
+    a step and a checkpoint by itself) ends in one line saying what was kept, and the
+    run folder's lock is released."""
     where: dict = {"stage": "setup"}
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         return _main(argv, where)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as stop:
+        name = "SIGTERM" if isinstance(stop, Terminated) else "interrupted"
         if where["stage"] == "setup":
-            print("vidgen-train: interrupted before the first step; nothing was trained. Run the "
+            print(f"vidgen-train: {name} before the first step; nothing was trained. Run the "
                   "same command again to start", file=sys.stderr)
         else:
-            print(f"vidgen-train: interrupted while measuring and drawing the finished run; its "
+            print(f"vidgen-train: {name} while measuring and drawing the finished run; its "
                   f"checkpoint is complete. Redraw with: vidgen-train --out {where['out']} "
                   "--resume auto", file=sys.stderr)
-        return 130
+        return 143 if isinstance(stop, Terminated) else 130
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _main(argv: list[str] | None, where: dict) -> int:
@@ -112,17 +131,24 @@ def _main(argv: list[str] | None, where: dict) -> int:
         given = given_fields(args)
         cfg = Config.preset(args.preset or "cpu", **given)
         pick_device(args.device)
+        out = check_path(args.out, "--out") if args.out is not None else RUNS / (args.preset or "cpu")
+        if args.data is not None:
+            check_path(args.data, "--data")
+        resume = out / CHECKPOINT if args.resume == "auto" else args.resume
+        if resume and args.resume != "auto":
+            resume = checkpoint_file(check_path(resume, "--resume"))
+    except FileNotFoundError:
+        parser.error(f"--resume: checkpoint {args.resume} does not exist")
     except ValueError as exc:
-        parser.error(option_error(exc))
-    out = Path(args.out) if args.out else RUNS / (args.preset or "cpu")
-    resume = out / CHECKPOINT if args.resume == "auto" else args.resume
-    if resume and not Path(resume).is_file():
-        if args.resume != "auto":
-            parser.error(f"--resume: checkpoint {resume} does not exist")
+        parser.error(option_error(exc).replace("checkpoint ", "--resume: ", 1)
+                     if str(exc).startswith("checkpoint ") else option_error(exc))
+    if resume and not Path(resume).is_file():  # --resume auto and no run yet
         resume = None
     if not resume and (out / CHECKPOINT).exists():
         parser.error(f"--out: {out} already holds a run; continue it with --resume auto, "
                      "or choose another --out")
+    if args.other_data and not (resume and args.data):
+        parser.error("--other-data: goes with --resume and --data (to go on with other images)")
 
     common = dict(data=args.data, out=out, device=args.device, skip_bad=args.skip_bad,
                   progress=not args.quiet, verbose=args.skip_bad, precision=args.precision)
@@ -134,11 +160,12 @@ def _main(argv: list[str] | None, where: dict) -> int:
         parser.error(message)
 
     try:
-        trainer = Trainer.from_checkpoint(resume, **common) if resume else Trainer(cfg, **common)
+        trainer = (Trainer.from_checkpoint(resume, other_data=args.other_data, **common) if resume
+                   else Trainer(cfg, **common))
     except DatasetError as exc:
         refuse(("--data: " if args.data else "") + str(exc))
     except OSError as exc:
-        refuse(f"--out: cannot write the run folder {out}: {_os_reason(exc)}")
+        refuse(_blame(exc, out, args.data))
     except ValueError as exc:  # a refused or unfitting checkpoint, a bad target, ...
         refuse(("--resume: " if resume else "") + option_error(exc))
     if resume:
@@ -148,18 +175,26 @@ def _main(argv: list[str] | None, where: dict) -> int:
         except ValueError as exc:
             refuse(str(exc))
     steps = trainer.config.train.steps
+    if steps < trainer.step:
+        refuse(f"--steps {steps}: the run {resume} is already at step {trainer.step}; ask for more "
+               "steps, or leave --steps out to redraw its pictures")
     say = print if trainer.is_main else (lambda *a, **k: None)  # rank 0 speaks for all
     if resume:
-        say(f"resuming {resume} at step {trainer.step} of {steps}")
+        fork = not (out / CHECKPOINT).exists()  # from_checkpoint refuses an out holding another run
+        say(f"forking {resume} at step {trainer.step} into {out}, to step {steps}" if fork
+            else f"resuming {resume} at step {trainer.step} of {steps}")
+        if trainer.swd_start is None and trainer.step:
+            say(f"going on with other data: {describe_data(trainer.data_record)}; the summary "
+                f"starts from the SWD on it at step {trainer.step}")
     processes = f" x {trainer.world_size} processes" if trainer.world_size > 1 else ""
     say(f"training on {trainer.device}{processes} ({trainer.precision}), {len(trainer.dataset)} images, "
         + ("" if resume else f"preset {args.preset or 'cpu'}, ") +
         f"WEIGHT_UPDATE_SIZE {trainer.generator.deltas.weight_update_size}"
         + ("" if trainer.predictor else " (predictor off)"))
 
-    if trainer.step == 0:
+    if trainer.swd_start is None:  # a new run, or one going on with other data
         trainer.measure_swd()
-        if trainer.out:
+        if trainer.out and trainer.step == 0:
             trainer.save_samples(trainer.out / "samples" / "step_000000.png")
     start, tick = trainer.step, time.perf_counter()
     try:
@@ -172,15 +207,32 @@ def _main(argv: list[str] | None, where: dict) -> int:
             f"checkpoint written is kept. Free the space or fix the folder, then resume with "
             f"--out {out} --resume auto", file=sys.stderr)
         return 1
-    except TrainingInterrupted as stop:
-        again = " ".join(["vidgen-train", *(["--data", args.data] if args.data else []),
-                          "--out", str(out), "--resume", "auto", "--steps", str(steps),
+    except (TrainingInterrupted, StepAbandoned) as stop:
+        again = " ".join(["vidgen-train", "--out", str(out), "--resume", "auto", "--steps", str(steps),
                           *(["--precision", args.precision] if args.precision != "auto" else [])])
-        say(f"{parser.prog}: interrupted ({signal.Signals(stop.signum).name}) after step {stop.step}; "
-            f"checkpoint {stop.checkpoint}. Resume with:\n  {again}", file=sys.stderr)
+        name = signal.Signals(stop.signum).name
+        if isinstance(stop, StepAbandoned):
+            kept = out / CHECKPOINT if (out / CHECKPOINT).exists() else None
+            say(f"{parser.prog}: {name} twice: step {stop.step + 1} was left unfinished; "
+                + (f"the last checkpoint, {kept}, holds the run. Resume with:\n  {again}" if kept
+                   else "no checkpoint was written yet"), file=sys.stderr)
+        else:
+            say(f"{parser.prog}: interrupted ({name}) after step {stop.step}; "
+                f"checkpoint {stop.checkpoint}. Resume with:\n  {again}", file=sys.stderr)
         return 128 + stop.signum  # 130 for SIGINT, 143 for SIGTERM
     seconds = time.perf_counter() - tick
     where.update(stage="finishing", out=out)
+    try:
+        return _finish(trainer, parser, start, seconds, say)
+    except OSError as exc:
+        print(f"{parser.prog}: cannot write {exc.filename or out}: {_os_reason(exc)}; the run's "
+              f"checkpoint is complete. Free the space or fix the folder, then redraw with: "
+              f"vidgen-train --out {out} --resume auto", file=sys.stderr)
+        return 1
+
+
+def _finish(trainer: Trainer, parser, start: int, seconds: float, say) -> int:
+    """Measure the finished run, draw its pictures, print its summary."""
     figures = trainer.evaluate()
     if trainer.world_size > 1:
         agree = trainer.replicas_agree()
@@ -191,27 +243,48 @@ def _main(argv: list[str] | None, where: dict) -> int:
         return 0
     paths = finish_run(trainer)
 
-    swd_start = next(r["swd"] for r in trainer.history if "swd" in r)
     images = (trainer.step - start) * trainer.config.batch_size * (trainer.config.train.n_critic + 1)
     print(f"done: step {trainer.step}, {seconds:.0f} s, {images / max(seconds, 1e-9):.0f} images/s, "
-          f"SWD {swd_start:.4f} -> {figures['swd']:.4f} (ratio {figures['swd'] / swd_start:.2f})")
+          + swd_change(trainer.swd_start, figures["swd"]))
+    for fork in trainer.lineage:
+        print(f"  a fork of {fork['checkpoint']} at step {fork['step']}")
     print(summary(figures))
     for path in paths:
         print(f"  wrote {path}")
     return 0
 
 
+def swd_change(start: dict | None, end: float) -> str:
+    """'SWD 0.8766 -> 0.1210 (ratio 0.14)' from the run's stored start."""
+    if start is None:
+        return f"SWD {end:.4f} (no starting SWD was measured)"
+    since = f" at step {start['step']}" if start["step"] else ""
+    ratio = f"ratio {end / start['swd']:.2f}" if start["swd"] > 0 else "the start was 0"
+    return f"SWD{since} {start['swd']:.4f} -> {end:.4f} ({ratio})"
+
+
+def _blame(exc: OSError, out: Path, data: str | None) -> str:
+    """An OSError while setting up, put on the option whose path it is about."""
+    name = Path(exc.filename) if exc.filename else None
+    if data and name and (name == Path(data) or Path(data) in name.parents):
+        return f"--data: cannot read {data}: {_os_reason(exc)}"
+    if name is None or name == out or out in name.parents:
+        return f"--out: cannot write the run folder {out}: {_os_reason(exc)}"
+    return f"cannot use {name}: {_os_reason(exc)}"
+
+
 def _os_reason(exc: OSError) -> str:
     """An operating-system error in a few words ("the disk is full", "read-only ...")."""
     if exc.errno == errno.ENOSPC:
         return "the disk is full"
-    return exc.strerror or str(exc)
+    return path_problem(exc)
 
 
 def summary(f: dict) -> str:
     """The quality figures of ``Trainer.evaluate`` as a few readable lines."""
-    lines = [f"  samples: SWD {f['swd']:.4f} against a real-vs-real floor of {f['swd_floor']:.4f} "
-             f"(x{f['swd'] / f['swd_floor']:.1f})"]
+    times = (f"x{f['swd'] / f['swd_floor']:.1f}" if f["swd_floor"] > 0
+             else "the data's images are all alike")
+    lines = [f"  samples: SWD {f['swd']:.4f} against a real-vs-real floor of {f['swd_floor']:.4f} ({times})"]
     if "shapes_named" in f:
         counts = ", ".join(f"{name} {count}" for name, count in zip(CLASSES, f["shape_counts"]))
         recon = (f" and in {f['shapes_named_recon']:.0%} of their reconstructions"

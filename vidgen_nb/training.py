@@ -17,6 +17,7 @@ import copy
 import functools
 import json
 import math
+import numbers
 import os
 import signal
 import sys
@@ -32,11 +33,11 @@ from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
 from . import __version__, step
-from .checkpoint import (CHECKPOINT, FORMAT, check_same_model, check_state, load_checkpoint, load_part,
-                         read_metrics, save_atomic)
+from .checkpoint import (CHECKPOINT, FORMAT, check_same_model, check_state, checkpoint_file, load_checkpoint,
+                         load_part, read_metrics, save_atomic)
 from .config import Config
 from .data import (ResumableBatchSampler, builtin_background, builtin_dataset, check_batch_size,
-                   endless_batches, load_dataset)
+                   data_record, describe_data, endless_batches, load_dataset, same_data)
 from .device import any_process, autocast, check_fits, init_distributed, replicas_agree, resolve_precision
 from .files import atomic_write, lock_folder, remove_stale_writes
 from .evaluation import delta_figures, generate_fixed, real_floor, reconstruct, vae_figures
@@ -49,6 +50,15 @@ from .step import GeneratorPass, Parts, reconstruct_sampled, step_bytes
 
 class NonFiniteLossError(RuntimeError):
     """A loss became NaN or infinite; training stopped before saving anything from it."""
+
+
+class StepAbandoned(Exception):
+    """A second SIGINT or SIGTERM arrived during a step: it was left unfinished; the last
+    checkpoint written (if any) holds the run."""
+
+    def __init__(self, signum: int, step: int):
+        self.signum, self.step = signum, step
+        super().__init__(f"{signal.Signals(signum).name} twice during step {step + 1}")
 
 
 class TrainingInterrupted(Exception):
@@ -74,6 +84,7 @@ class Trainer:
             CUDA, fp32 elsewhere: see ``device.resolve_precision``). Not stored in
             checkpoints: it belongs to the machine.
         callback: called as ``callback(trainer, metrics)`` every ``log_every`` steps.
+            (``data``, what it trains on, is recorded in its checkpoints: ``data_record``.)
         overwrite: replace the run ``out`` already holds; without it such a folder is
             refused (continue a run with ``Trainer.from_checkpoint``). While a trainer
             writes to ``out``, no other process may (a lock file, ``.lock``).
@@ -84,6 +95,10 @@ class Trainer:
             and widgets use; the same object as ``generator`` when ``ema_decay`` is 0.
         critic: the WGAN-GP critic.
         step: generator steps done; history: the metric records logged so far.
+        data_record: what it trains on (``data/record.py``), stored in checkpoints.
+        swd_start: ``{"step", "swd"}``, the SWD the run's summary starts from (measured by
+            ``measure_swd`` at step 0, or when a resumed run went on with other data).
+        lineage: ``[{"checkpoint", "step"}, ...]``, the runs it was forked from.
     """
 
     generator_class = Generator  # what ``generator`` is built as (the bench swaps in its reference)
@@ -91,6 +106,10 @@ class Trainer:
     def __init__(self, config: Config, *, data=None, out=None, device=None, skip_bad=False,
                  progress: bool = True, callback: Callable | None = None, verbose: bool = False,
                  precision: str = "auto", overwrite: bool = False, _resuming: bool = False):
+        if not isinstance(config, Config):
+            raise TypeError(f"config={config!r}: expected a Config, e.g. Config.preset('tiny')")
+        if data is not None and not str(data).strip():
+            raise ValueError("data='': expected a dataset folder, or None for the built-in shapes")
         self.config = config
         self.rank, self.world_size, self.device = init_distributed(device)
         self.precision = resolve_precision(precision, self.device)
@@ -99,7 +118,7 @@ class Trainer:
                    f"{m.num_frames}, image_size={m.image_size} (one training step)")
         self.is_main = self.rank == 0  # only rank 0 writes files and shows progress
         self.out = Path(out) if out is not None and self.is_main else None
-        if self.out:
+        if self.out and not _resuming:  # from_checkpoint opens the folder once it has checked the run
             if (self.out / CHECKPOINT).exists() and not overwrite:
                 raise ValueError(
                     f"out={self.out}: already holds a run ({self.out / CHECKPOINT}); continue it "
@@ -108,11 +127,12 @@ class Trainer:
             lock_folder(self.out)
         self.progress, self.callback = progress and self.is_main, callback
         self.step, self.batches_seen, self.history = 0, 0, []
+        self.swd_start, self.lineage = None, []
         self._stop_signal = None  # set by SIGINT / SIGTERM during train()
         self._build_networks()
         self._open_data(data, skip_bad=skip_bad, verbose=verbose)
-        if self.out:
-            self._open_folder(resuming=_resuming)
+        if self.out and not _resuming:
+            self._open_folder(resuming=False)
 
     def _build_networks(self) -> None:
         """The generator (VAE + predictor), its average, the critic, their optimisers,
@@ -152,15 +172,16 @@ class Trainer:
     def _open_data(self, data, *, skip_bad: bool, verbose: bool) -> None:
         """The dataset, the shape judge for it, and the fixed noise vectors of samples and SWD."""
         m, t = self.config.model, self.config.train
+        builtin = self.config.data if data is None else None
         if data is None:
-            d = self.config.data
-            data = builtin_dataset(background=d.builtin, per_class=d.builtin_per_class)
+            data = builtin_dataset(background=builtin.builtin, per_class=builtin.builtin_per_class)
         # The shape judge knows the built-in classes only: runs on other data go unjudged.
         background = builtin_background(data)
         self.judge = None if background is None else load_judge(m.image_size, background)
         self.dataset = load_dataset(data, image_size=m.image_size, in_memory=t.in_memory,
                                     num_workers=t.num_workers, skip_bad=skip_bad, verbose=verbose)
         check_batch_size(self.dataset, self.config.batch_size, self.world_size)
+        self.data_record = data_record(self.dataset, builtin)
         classes = getattr(self.dataset, "classes", None) or []
         if m.num_classes and m.num_classes != len(classes):
             raise ValueError(f"num_classes={m.num_classes}: the data has {len(classes)} classes "
@@ -176,9 +197,12 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         if not resuming:  # a new run: metrics of an earlier start that never checkpointed go
             (self.out / "metrics.jsonl").unlink(missing_ok=True)
+        self._write_config()
+        remove_stale_writes(self.out)
+
+    def _write_config(self) -> None:
         with atomic_write(self.out / "config.json") as tmp:
             tmp.write_text(json.dumps(self.config.to_dict(), indent=1))
-        remove_stale_writes(self.out)
 
     @property
     def vae(self) -> VAE:
@@ -271,9 +295,14 @@ class Trainer:
 
     def train(self, steps: int) -> list[dict]:
         """Train ``steps`` more steps; returns the metric records logged meanwhile."""
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
             raise ValueError(f"steps={steps!r}: expected an integer >= 0")
-        t, end, logged = self.config.train, self.step + steps, []
+        end, logged = self.step + int(steps), []
+        if end > self.config.train.steps:  # the run's total is what it has been trained to
+            self.config = self.config.replace(steps=end)
+            if self.out:
+                self._write_config()
+        t = self.config.train
         self._train_mode(True)
         # A live bar in notebooks and terminals; into a log file, a line every 30 s.
         interactive = sys.stderr.isatty() or "ipykernel" in sys.modules
@@ -315,6 +344,8 @@ class Trainer:
         self._stop_signal = None
 
         def request_stop(signum, frame):
+            if self._stop_signal is not None:  # asked twice: stop now, mid-step
+                raise StepAbandoned(signum, self.step)
             self._stop_signal = signum
 
         return {signum: signal.signal(signum, request_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
@@ -356,6 +387,8 @@ class Trainer:
         """``swd()``, logged as a metric record."""
         value = self.swd()
         self.log({"step": self.step, "swd": value})
+        if self.swd_start is None:
+            self.swd_start = {"step": self.step, "swd": value}
         return value
 
     def evaluate(self, **extra) -> dict:
@@ -423,6 +456,7 @@ class Trainer:
             "generator_ema": (self.generator_ema.state_dict()
                               if self.generator_ema is not self.generator else None),
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "rng": rng,
+            "data": self.data_record, "swd_start": self.swd_start, "lineage": self.lineage,
         }
 
     def save_checkpoint(self, path: str | os.PathLike) -> Path:
@@ -445,6 +479,7 @@ class Trainer:
             if part is not None:
                 load_part(part, state[name], name)
         self.step, self.batches_seen, self._batches = state["step"], state["batches_seen"], None
+        self.swd_start, self.lineage = state["swd_start"], list(state["lineage"])
         try:
             torch.set_rng_state(state["rng"]["torch"])
             if "cuda" in state["rng"] and self.device.type == "cuda":
@@ -455,26 +490,55 @@ class Trainer:
             torch.manual_seed(self.config.seed + 7919 * self.rank + self.step)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, **kwargs) -> "Trainer":
-        """Rebuild a trainer from a checkpoint and continue where it stopped.
+    def from_checkpoint(cls, path: str | os.PathLike, *, data=None, other_data: bool = False,
+                        **kwargs) -> "Trainer":
+        """Rebuild a trainer from a checkpoint (or a run folder) and continue where it stopped.
 
-        ``kwargs`` go to ``Trainer`` (data, out, device, ...); the config is the saved one.
+        ``data``: None continues on the data the run recorded (its folder, or its
+        built-in set); a folder holding other images is refused, naming both, unless
+        ``other_data`` is True: the run then goes on with them and its summary starts
+        afresh from the SWD measured on them. ``kwargs`` go to ``Trainer`` (out,
+        device, ...); the config is the saved one. An ``out`` other than the run's own
+        folder makes a fork: the new run starts from this one's records and lists it in
+        its ``lineage``.
         """
+        path = checkpoint_file(path)
         state = load_checkpoint(path)
+        config = check_state(state, path, training=True)
+        recorded = state["data"]
+        if data is None and "folder" in recorded:
+            data = recorded["folder"]
+            if not Path(data).is_dir():
+                raise ValueError(f"checkpoint {path} was trained on the folder {data}, which is not "
+                                 "there any more; give its data again (data=..., --data), or other "
+                                 "data explicitly (other_data=True, --other-data)")
         out = kwargs.get("out")
         held = Path(out) / CHECKPOINT if out is not None else None
-        if held is not None and held.exists() and not os.path.samefile(held, path):
+        fork = held is not None and not (held.exists() and os.path.samefile(held, path))
+        if fork and held.exists():
             raise ValueError(f"out={out}: already holds another run ({held}); continuing {path} "
                              "there would replace it; choose another folder")
-        trainer = cls(check_state(state, path, training=True), overwrite=True, _resuming=True, **kwargs)
+        trainer = cls(config, data=data, overwrite=True, _resuming=True, **kwargs)
         try:
             trainer.load_state_dict(state)
         except ValueError as exc:
             raise ValueError(f"checkpoint {path}: {exc}") from None
-        metrics = trainer.out / "metrics.jsonl" if trainer.out else None
-        if metrics and metrics.exists():
-            # Keep the records up to the checkpoint: later ones belong to lost steps.
-            trainer.history = [r for r in read_metrics(metrics) if r["step"] <= trainer.step]
-            with atomic_write(metrics) as tmp:
+        if not same_data(recorded, trainer.data_record):
+            if not other_data:
+                raise ValueError(f"checkpoint {path} was trained on {describe_data(recorded)}; the data "
+                                 f"given is {describe_data(trainer.data_record)}. A resumed run keeps "
+                                 "its data: leave it out, or go on with this data explicitly "
+                                 "(other_data=True, --other-data)")
+            trainer.swd_start = None  # measured on other images: the summary starts afresh
+        if fork:
+            trainer.lineage.append({"checkpoint": str(path.resolve()), "step": trainer.step})
+        if trainer.out:
+            lock_folder(trainer.out)
+            trainer._open_folder(resuming=True)
+            # The run's records up to the checkpoint (later ones belong to lost steps); a
+            # fork starts from those of the run it came from.
+            source = path.parent if fork else trainer.out
+            trainer.history = [r for r in read_metrics(source / "metrics.jsonl") if r["step"] <= trainer.step]
+            with atomic_write(trainer.out / "metrics.jsonl") as tmp:
                 tmp.write_text("".join(json.dumps(r) + "\n" for r in trainer.history))
         return trainer

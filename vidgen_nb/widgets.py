@@ -20,12 +20,31 @@ from torchvision.utils import make_grid
 
 from .config import VideoConfig
 from .generator import Generator
+from .models import VAE
 from .video import synthetic_video
 
 
 def _hwc(x: torch.Tensor) -> np.ndarray:
     """Image (C, H, W) in [0, 1] -> array (H, W, C) for imshow."""
     return x.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+MAX_FRAMES = 32  # the frames slider's end: more frames than a strip can show
+
+
+def _check_image(image) -> None:
+    """``TypeError`` / ``ValueError`` unless ``image`` is one image tensor (C, H, W)."""
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(f"image: expected a tensor (C, H, W) in [0, 1], got {type(image).__name__}")
+    if image.dim() != 3 or image.shape[0] not in (1, 3) or min(image.shape) < 1:
+        raise ValueError(f"image: expected one image (C, H, W) with C 1 or 3, got shape {tuple(image.shape)}")
+
+
+def _check_model(model, kinds: tuple, name: str) -> None:
+    """``TypeError`` unless ``model`` is one of ``kinds``."""
+    if not isinstance(model, kinds):
+        raise TypeError(f"{name}: expected a {' or '.join(k.__name__ for k in kinds)} (e.g. "
+                        f"trainer.generator_ema), got {type(model).__name__}")
 
 
 class _Panel:
@@ -69,6 +88,10 @@ class VideoExplorer:
 
     def __init__(self, image: torch.Tensor, num_frames: int = 8, video_cfg: VideoConfig | None = None,
                  *, seed: int = 0):
+        _check_image(image)
+        if isinstance(num_frames, bool) or not isinstance(num_frames, int) or not 2 <= num_frames <= MAX_FRAMES:
+            raise ValueError(f"num_frames={num_frames!r}: expected an integer in 2..{MAX_FRAMES} (the "
+                             "frames slider's range)")
         cfg = video_cfg or VideoConfig()
         self.source = image.detach()
         style = {"description_width": "80px"}
@@ -79,7 +102,7 @@ class VideoExplorer:
             "rotation": W.FloatSlider(value=cfg.rotation, min=0, max=45, step=1, description="rotation (°)", style=style),
             "brightness": W.FloatSlider(value=cfg.brightness, min=0, max=0.5, step=0.01, description="brightness", style=style),
         }
-        self.frames = W.IntSlider(value=num_frames, min=2, max=32, description="frames", style=style)
+        self.frames = W.IntSlider(value=num_frames, min=2, max=MAX_FRAMES, description="frames", style=style)
         self.seed = W.IntSlider(value=seed, min=0, max=99, description="seed", style=style)
         self.frame = W.IntSlider(value=0, min=0, max=num_frames - 1, description="frame", style=style)
         self.play = W.Play(value=0, min=0, max=num_frames - 1, interval=200, repeat=True)  # loops
@@ -143,6 +166,10 @@ class DeltaExplorer:
 
     def __init__(self, generator: Generator, z: torch.Tensor, *, seed: int = 0,
                  scale_range: float = 2.0, label: int | None = None):
+        _check_model(generator, (Generator,), "generator")
+        if not isinstance(z, torch.Tensor) or z.dim() != 2 or len(z) != 1:
+            raise ValueError(f"z: expected one noise vector (1, latent_dim), got "
+                             f"{tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__}")
         if generator.predictor is None:
             raise ValueError("this generator has no weight predictor (use_predictor=False)")
         self.generator, self.deltas = generator, generator.deltas
@@ -212,8 +239,9 @@ class LatentExplorer:
     """
 
     def __init__(self, model, *, dims: int = 6, seed: int = 0, classes=None):
+        _check_model(model, (Generator, VAE), "model")
         self.model = model
-        self.vae = model.vae if hasattr(model, "generate") else model
+        self.vae = model.vae if isinstance(model, Generator) else model
         k = self.vae.num_classes
         names = [str(c) for c in classes] if classes is not None else [str(i) for i in range(k)]
         if len(names) != k:

@@ -107,6 +107,7 @@ class InMemoryImages(Dataset):
         self.labels = torch.cat([y for _, y in chunks])
         self.classes = getattr(dataset, "classes", None)
         self.root = getattr(dataset, "root", None)
+        self.samples = getattr(dataset, "samples", None)  # (file, class index), as ImageFolder's
 
     def __len__(self) -> int:
         return len(self.images)

@@ -14,6 +14,7 @@ The same seed gives the same bytes.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -26,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..config import BUILTIN_BACKGROUNDS, DataConfig, check_one_of
+from ..files import process_alive
 
 CLASSES = ("circle", "square", "triangle", "star")
 # Bump when the drawing changes, so caches are rebuilt and judges retrained.
@@ -167,23 +169,44 @@ def builtin_dataset(
     if _is_complete(root, manifest):
         return root
 
+    def cannot(exc: OSError):
+        reason = "the disk is full" if exc.errno == errno.ENOSPC else exc.strerror or exc
+        return ValueError(f"cannot write the built-in dataset into {root.parent}: {reason}; "
+                          "free space there, or set VIDGEN_NB_CACHE to a writable folder")
+
     try:
         root.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+        _remove_abandoned(root)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.{os.getpid()}.", dir=root.parent))
     except OSError as exc:
-        raise ValueError(f"cannot write the built-in dataset into {root.parent}: "
-                           f"{exc.strerror or exc}; set VIDGEN_NB_CACHE to a writable folder") from None
+        raise cannot(exc) from None
     try:
-        for k, kind in enumerate(CLASSES):
-            (tmp / kind).mkdir()
-            # One generator per class: adding images to one class leaves the others alone.
-            rng = random.Random(seed * 1000 + k)
-            for i in range(per_class):
-                render_shape(kind, rng, size, background).save(tmp / kind / f"{i:04d}.png", optimize=False)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        _write(tmp, manifest, per_class, size, seed, background)
         if root.exists():
             shutil.rmtree(root)
         os.replace(tmp, root)
+    except OSError as exc:
+        raise cannot(exc) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return root
+
+
+def _remove_abandoned(root: Path) -> None:
+    """Delete the temporary folders of writers of ``root`` that were killed mid-write
+    (named ``.<root>.<pid>.*``; those of a writer still running stay)."""
+    for stale in root.parent.glob(f".{root.name}.*"):
+        pid = stale.name[len(root.name) + 2:].split(".")[0]
+        if stale.is_dir() and (not pid.isdigit() or not process_alive(int(pid))):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _write(tmp: Path, manifest: dict, per_class: int, size: int, seed: int, background: str) -> None:
+    """The dataset's files into the folder ``tmp``."""
+    for k, kind in enumerate(CLASSES):
+        (tmp / kind).mkdir()
+        # One generator per class: adding images to one class leaves the others alone.
+        rng = random.Random(seed * 1000 + k)
+        for i in range(per_class):
+            render_shape(kind, rng, size, background).save(tmp / kind / f"{i:04d}.png", optimize=False)
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
