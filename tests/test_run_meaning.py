@@ -206,3 +206,151 @@ def test_vidgen_experiment_out_a_file_or_too_long_is_one_line(tmp_path, capsys):
             experiment_main(["--preset", "tiny", "--steps", "1", "--seeds", "0", "--out", str(out)])
         err = capsys.readouterr().err
         assert stop.value.code == 2 and words in err and "Traceback" not in err, err
+
+
+# ---------------------------------------------------------------- signals and full disks at the edges
+
+
+def resumed(run, tmp_path, steps):
+    """A fork of the module's run, to train on to ``steps`` (its own folder, so tests stay apart)."""
+    out, _ = run
+    return ["--resume", str(out), "--out", str(tmp_path / "fork"), "--steps", str(steps), "--quiet",
+            "--checkpoint-every", "1"]
+
+
+def test_a_second_signal_abandons_the_step_and_keeps_the_last_checkpoint(run, tmp_path, capsys, monkeypatch):
+    import signal
+
+    real_step, calls, before = Trainer.train_step, [], signal.getsignal(signal.SIGTERM)
+
+    def step_then_signal_twice(self):
+        calls.append(self.step)
+        if len(calls) == 2:  # during the fork's second step: SIGTERM, then SIGTERM again
+            signal.raise_signal(signal.SIGTERM)
+            signal.raise_signal(signal.SIGTERM)
+            raise AssertionError("the second signal did not stop the step")
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_signal_twice)
+    assert train_main(resumed(run, tmp_path, 6)) == 143
+    err = capsys.readouterr().err.strip()
+    assert "SIGTERM twice: step 4 was left unfinished" in err, err
+    assert f"the last checkpoint, {tmp_path / 'fork' / 'checkpoint.pt'}, holds the run" in err
+    assert "Traceback" not in err
+    assert load_checkpoint(tmp_path / "fork" / "checkpoint.pt")["step"] == 3  # step 3 finished, kept
+    assert signal.getsignal(signal.SIGTERM) is before  # the training loop's handler is gone again
+
+
+SIGTERM_AT = """
+import signal, sys
+import vidgen_nb.train as t
+
+def terminated(*args, **kwargs):
+    signal.raise_signal(signal.SIGTERM)
+    raise AssertionError("SIGTERM did not stop vidgen-train")
+
+setattr(t.Trainer if hasattr(t.Trainer, sys.argv[1]) else t, sys.argv[1], terminated)
+sys.exit(t.main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("patched, words", [
+    ("measure_swd", "SIGTERM before the first step; nothing was trained"),
+    ("finish_run", "SIGTERM while measuring and drawing the finished run; its checkpoint is complete"),
+])
+def test_sigterm_outside_the_loop_is_one_line_143_and_releases_the_lock(run, tmp_path, patched, words):
+    """A real process (the lock goes when it exits), SIGTERM raised in setup or in drawing."""
+    import subprocess
+    import sys
+
+    fork = tmp_path / "fork"  # a new run measures its starting SWD in setup, a fork does not
+    argv = tiny(fork, run[1]) if patched == "measure_swd" else resumed(run, tmp_path, 3)
+    done = subprocess.run([sys.executable, "-c", SIGTERM_AT, patched, *argv],
+                          capture_output=True, text=True, timeout=300)
+    err = done.stderr.strip()
+    assert done.returncode == 143 and words in err and len(err.splitlines()) == 1, err
+    assert fork.exists() and not (fork / ".lock").exists()
+    if patched == "finish_run":  # the run is whole: it redraws without training again
+        assert load_checkpoint(fork / "checkpoint.pt")["step"] == 3
+        assert train_main(["--out", str(fork), "--resume", "auto", "--quiet"]) == 0
+        assert (fork / "samples.png").exists() and load_checkpoint(fork / "checkpoint.pt")["step"] == 3
+
+
+def test_a_full_disk_while_drawing_the_final_pictures_is_one_line(run, tmp_path, capsys, monkeypatch):
+    from vidgen_nb import train as train_module
+
+    def full(video, path, *args, **kwargs):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(train_module, "save_gif", full)
+    assert train_main(resumed(run, tmp_path, 3)) == 1
+    err = capsys.readouterr().err.strip()
+    assert f"cannot write {tmp_path / 'fork' / 'videos.gif'}: the disk is full; the run's checkpoint is " \
+           "complete" in err and len(err.splitlines()) == 1, err
+    assert load_checkpoint(tmp_path / "fork" / "checkpoint.pt")["step"] == 3
+
+
+@pytest.mark.parametrize("option", ["--checkpoint", "--out"])
+def test_vidgen_video_paths_longer_than_the_system_allows_are_one_line(tmp_path, capsys, option):
+    from vidgen_nb.render import main as video_main
+
+    long = str(tmp_path / ("v" * 300)) + ".gif"
+    assert video_main([option, long]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"vidgen-video: error: {option}") and "a name of " in err, err
+    assert len(err.splitlines()) == 1
+
+
+def test_a_read_only_cache_is_named_and_leaves_nothing(tmp_path, monkeypatch):
+    from vidgen_nb.data import __main__ as data_cli, shapes
+
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(shapes, "_write", read_only)
+    with pytest.raises(ValueError, match="cannot write the built-in dataset into .*: Read-only file system; "
+                                         "set VIDGEN_NB_CACHE to a writable folder"):
+        builtin_dataset(tmp_path / "cache" / "shapes", per_class=2, size=16)
+    assert list((tmp_path / "cache").iterdir()) == []
+    monkeypatch.setenv("VIDGEN_NB_CACHE", str(tmp_path / "cache"))
+    assert data_cli.main(["builtin"]) != 0
+
+
+def test_a_fork_of_a_fork_names_both_and_keeps_the_first_start(run, tmp_path, capsys):
+    out, _ = run
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert train_main(["--resume", str(out), "--out", str(first), "--steps", "3", "--quiet"]) == 0
+    assert train_main(["--resume", str(first), "--out", str(second), "--steps", "4", "--quiet"]) == 0
+    said = capsys.readouterr().out
+    state = load_checkpoint(second / "checkpoint.pt")
+    assert [f["step"] for f in state["lineage"]] == [2, 3]
+    assert f"a fork of {(out / 'checkpoint.pt').resolve()} at step 2" in said
+    assert f"a fork of {(first / 'checkpoint.pt').resolve()} at step 3" in said
+    assert state["swd_start"] == load_checkpoint(out / "checkpoint.pt")["swd_start"]
+
+
+def test_resuming_at_the_total_trains_nothing_and_reports_the_stored_start(run, tmp_path, capsys):
+    out, _ = run
+    copy = tmp_path / "copy"
+    assert train_main(["--resume", str(out), "--out", str(copy), "--quiet"]) == 0  # a fork at 2 of 2
+    before = load_checkpoint(copy / "checkpoint.pt")
+    start = before["swd_start"]["swd"]
+    assert train_main(["--resume", "auto", "--out", str(copy), "--quiet"]) == 0
+    said = capsys.readouterr().out
+    assert "done: step 2" in said and f"SWD {start:.4f} ->" in said
+    after = load_checkpoint(copy / "checkpoint.pt")
+    assert after["step"] == 2 and after["config"]["train"]["steps"] == 2
+
+
+def test_a_builtin_run_refuses_another_variant_or_a_folder_on_resume(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("VIDGEN_NB_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    assert train_main(["--preset", "tiny", "--steps", "1", "--batch-size", "4", "--builtin-per-class", "4",
+                       "--builtin", "dark", "--quiet", "--out", str(out)]) == 0
+    record = load_checkpoint(out / "checkpoint.pt")["data"]
+    assert record["builtin"] == "dark" and record["per_class"] == 4
+    refused(capsys, ["--resume", "auto", "--out", str(out), "--builtin", "gradient"],
+            "builtin='dark'", "builtin='gradient'", "a resumed run keeps its settings")
+    refused(capsys, ["--resume", "auto", "--out", str(out), "--data", str(folder(tmp_path / "f"))],
+            "the built-in shapes", str((tmp_path / "f").resolve()))
+    assert train_main(["--resume", "auto", "--out", str(out), "--steps", "2", "--quiet"]) == 0

@@ -183,6 +183,8 @@ def _main(argv: list[str] | None, where: dict) -> int:
         fork = not (out / CHECKPOINT).exists()  # from_checkpoint refuses an out holding another run
         say(f"forking {resume} at step {trainer.step} into {out}, to step {steps}" if fork
             else f"resuming {resume} at step {trainer.step} of {steps}")
+        if fork and trainer.is_main:  # the fork holds a run from its start, even with nothing to train
+            trainer.save_checkpoint(out / CHECKPOINT)
         if trainer.swd_start is None and trainer.step:
             say(f"going on with other data: {describe_data(trainer.data_record)}; the summary "
                 f"starts from the SWD on it at step {trainer.step}")

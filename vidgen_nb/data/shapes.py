@@ -170,9 +170,10 @@ def builtin_dataset(
         return root
 
     def cannot(exc: OSError):
-        reason = "the disk is full" if exc.errno == errno.ENOSPC else exc.strerror or exc
+        full = exc.errno == errno.ENOSPC
+        reason = "the disk is full; free space there" if full else exc.strerror or exc
         return ValueError(f"cannot write the built-in dataset into {root.parent}: {reason}; "
-                          "free space there, or set VIDGEN_NB_CACHE to a writable folder")
+                          f"{'or ' if full else ''}set VIDGEN_NB_CACHE to a writable folder")
 
     try:
         root.parent.mkdir(parents=True, exist_ok=True)
