@@ -125,6 +125,27 @@ def test_the_run_judges_its_own_samples_and_reconstructions():
         assert [record[k] for k in ("shapes_named", "shapes_named_recon", "shapes_named_real")] == expected
         assert 0 < expected[0 if images is samples else 1] < 1
     assert f"and in {record['shapes_named_recon']:.0%} of their reconstructions" in summary(record)
-    del record["shapes_named_recon"]  # a run evaluated before reconstructions were judged
+    del record["shapes_named_recon"], record["shapes_named_unseen"]  # a run evaluated before these
     assert summary(record).splitlines()[1].endswith("of real images")
 
+
+
+def test_unseen_images_are_another_drawing_and_their_reconstructions_are_judged(tmp_path):
+    from vidgen_nb.data import builtin_dataset, load_dataset
+    from vidgen_nb.data.shapes import UNSEEN_PER_CLASS, UNSEEN_SEED
+    from vidgen_nb.evaluation import reconstruct
+
+    trainer = Trainer(Config.preset("tiny", swd_images=16, num_classes=4), progress=False)
+    trainer.train(2)
+    folder = builtin_dataset(background=trainer.config.data.builtin, per_class=UNSEEN_PER_CLASS, seed=UNSEEN_SEED)
+    unseen = load_dataset(folder, image_size=16, in_memory=True, num_workers=0)
+    train_images = {bytes(x.numpy()) for x in trainer.dataset.images}
+    assert len(unseen) == 4 * UNSEEN_PER_CLASS and not train_images & {bytes(x.numpy()) for x in unseen.images}
+    images = unseen.images.float() / 255
+    recon = reconstruct(trainer.generator_ema, images, labels=unseen.labels, seed=trainer.config.seed)
+    trainer.judge = BrightnessJudge(16, recon.flatten(1).mean(1).median().item())
+    record = trainer.evaluate()
+    expected = judge.judge_shapes(trainer.judge, recon, unseen.labels, tuple(trainer.dataset.classes))
+    assert 0 < record["shapes_named_unseen"] == expected["shapes_named"] < 1
+    assert record["unseen_as_class"] == expected["named_as_asked"]
+    assert "of images it never trained on, " in summary(record) and "as their class)" in summary(record)

@@ -23,7 +23,8 @@ from . import __version__
 from .files import atomic_write
 
 # The figures summarised per arm (each run's result.json holds every figure of evaluate()).
-FIGURES = ("swd", "shapes_named", "named_as_asked", "as_asked_of_named", "shapes_named_recon", "recon_rms", "kl_per_dim", "delta_spread",
+FIGURES = ("swd", "shapes_named", "named_as_asked", "as_asked_of_named", "shapes_named_recon",
+           "shapes_named_unseen", "unseen_as_class", "recon_rms", "kl_per_dim", "delta_spread",
            "delta_min_cos", "train_seconds", "images_per_s")
 PAIRED = ("swd", "shapes_named")  # differences against the baseline, seed by seed
 
@@ -76,15 +77,16 @@ def markdown_table(summary: dict) -> str:
     """The study as a Markdown table: mean ± sd over seeds, per-seed SWD, paired differences."""
     base = summary.get("baseline", "full")
     rows = [f"| arm | SWD (mean ± sd) | SWD per seed | SWD − {base}, paired | shapes named | "
-            f"named − {base}, paired | named as asked | reconstructions named | recon RMS | delta spread | "
-            "min cosine | mean-delta cost | train s | images/s |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            f"named − {base}, paired | named as asked | reconstructions named | unseen reconstructions named | "
+            "recon RMS | delta spread | min cosine | mean-delta cost | train s | images/s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for arm, t in summary["arms"].items():
         per_seed = ", ".join(f"{v:.4f}" for v in t.get("swd", {}).get("per_seed", []))
         rows.append(f"| {arm} | {_pm(t.get('swd'))} | {per_seed} | {_pm(t.get('swd_minus_' + _key(base)))} | "
                     f"{_pm(t.get('shapes_named'), 2)} | {_pm(t.get('shapes_named_minus_' + _key(base)), 2)} | "
                     f"{_pm(t.get('named_as_asked'), 2)} | "
-                    f"{_pm(t.get('shapes_named_recon'), 2)} | {_pm(t.get('recon_rms'), 3)} | "
+                    f"{_pm(t.get('shapes_named_recon'), 2)} | {_pm(t.get('shapes_named_unseen'), 2)} | "
+                    f"{_pm(t.get('recon_rms'), 3)} | "
                     f"{_pm(t.get('delta_spread'), 3)} | {_pm(t.get('delta_min_cos'), 3)} | "
                     f"{_pm(t.get('mean_delta_cost'))} | {_pm(t.get('train_seconds'), 0)} | "
                     f"{_pm(t.get('images_per_s'), 0)} |")

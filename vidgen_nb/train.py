@@ -291,6 +291,10 @@ def summary(f: dict) -> str:
         counts = ", ".join(f"{name} {count}" for name, count in zip(CLASSES, f["shape_counts"]))
         recon = (f" and in {f['shapes_named_recon']:.0%} of their reconstructions"
                  if "shapes_named_recon" in f else "")  # runs from before it was measured lack it
+        if "shapes_named_unseen" in f:
+            as_class = (f" ({f['unseen_as_class']:.0%} as their class)" if "unseen_as_class" in f else "")
+            recon += (f"; of images it never trained on, {f['shapes_named_unseen']:.0%} of the "
+                      f"reconstructions{as_class}")
         lines.append(f"  shapes: the judge names a shape in {f['shapes_named']:.0%} of the samples "
                      f"({counts}), in {f['shapes_named_real']:.0%} of real images{recon}")
         if "named_as_asked" in f:  # a class-conditional model

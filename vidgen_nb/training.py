@@ -39,6 +39,7 @@ from .config import Config
 from .data import (ResumableBatchSampler, builtin_background, builtin_dataset, check_batch_size,
                    data_record, describe_data, endless_batches, load_dataset, same_data)
 from .device import any_process, autocast, check_fits, init_distributed, replicas_agree, resolve_precision
+from .data.shapes import UNSEEN_PER_CLASS, UNSEEN_SEED
 from .files import atomic_write, lock_folder, remove_stale_writes
 from .evaluation import delta_figures, generate_fixed, real_floor, reconstruct, vae_figures
 from .judge import judge_shapes, load_judge
@@ -178,6 +179,7 @@ class Trainer:
         # The shape judge knows the built-in classes only: runs on other data go unjudged.
         background = builtin_background(data)
         self.judge = None if background is None else load_judge(m.image_size, background)
+        self._background, self._unseen = background, None  # unseen images, drawn at first use
         self.dataset = load_dataset(data, image_size=m.image_size, in_memory=t.in_memory,
                                     num_workers=t.num_workers, skip_bad=skip_bad, verbose=verbose)
         check_batch_size(self.dataset, self.config.batch_size, self.world_size)
@@ -401,7 +403,10 @@ class Trainer:
         with a judge for the image size (``judge.py``), the shape
         figures too: ``shapes_named`` and ``shape_counts`` of the same generated images,
         ``shapes_named_recon`` of the reconstructions, ``shapes_named_real`` of the real
-        images themselves.
+        images themselves, and ``shapes_named_unseen`` of the reconstructions of 256
+        built-in images drawn with another seed, which the model never trained on (and,
+        when conditional, ``unseen_as_class``: named as their own class). A model that
+        remembers its training images reconstructs them well and unseen ones badly.
         """
         n = min(self.config.train.swd_images, len(self.dataset))
         real, labels = self._real_fixed(len(self.dataset) if len(self.dataset) < 2 * n else 2 * n)
@@ -416,10 +421,33 @@ class Trainer:
                                        labels=None if labels is None else labels[:n]))
         if self.judge is not None:
             figures["shapes_named_real"] = judge_shapes(self.judge, real[:n])["shapes_named"]
+            figures.update(self._unseen_figures(name_shapes))
         figures["swd_floor"] = real_floor(real)
         record = {"step": self.step, **figures, **extra}
         self.log(record)
         return record
+
+    @torch.no_grad()
+    def _unseen_figures(self, name_shapes) -> dict:
+        """The shapes of the reconstructions of built-in images the model never trained
+        on (another seed's drawing): what it learned, not what it remembers."""
+        if self._unseen is None:
+            folder = builtin_dataset(background=self._background, per_class=UNSEEN_PER_CLASS,
+                                     seed=UNSEEN_SEED)
+            unseen = load_dataset(folder, image_size=self.config.model.image_size, in_memory=True,
+                                  num_workers=0)
+            self._unseen = unseen.images.float() / 255, unseen.labels
+        images, labels = self._unseen
+        labels = labels.to(self.device) if self.config.model.num_classes else None
+        with self._evaluating():
+            recon = reconstruct(self.generator_ema, images.to(self.device), seed=self.config.seed,
+                                through_generator=self.config.train.recon_through_generator,
+                                labels=labels)
+        judged = name_shapes(recon.float()) if labels is None else name_shapes(recon.float(), labels)
+        figures = {"shapes_named_unseen": judged["shapes_named"]}
+        if labels is not None:
+            figures["unseen_as_class"] = judged["named_as_asked"]
+        return figures
 
     @torch.no_grad()
     def reconstructions(self, n: int = 32) -> tuple[torch.Tensor, torch.Tensor]:

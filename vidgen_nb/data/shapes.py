@@ -33,6 +33,9 @@ CLASSES = ("circle", "square", "triangle", "star")
 # Bump when the drawing changes, so caches are rebuilt and judges retrained.
 # 2: the dark backgrounds, and the background's name in the manifest.
 BUILTIN_VERSION = 2
+# The images a model never trains on: the same drawing with another seed, a few a class,
+# to tell learned shapes from remembered images (``Trainer.evaluate``'s ``*_unseen``).
+UNSEEN_SEED, UNSEEN_PER_CLASS = 1, 64
 
 
 def cache_dir() -> Path:
