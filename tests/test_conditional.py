@@ -152,3 +152,34 @@ def test_videos_and_the_delta_explorer_draw_the_class_asked(tmp_path, data, caps
                         "--out", str(tmp_path / "v.gif")]) == 0
     assert render_main(["--checkpoint", checkpoint, "--class", "4", "--out", str(tmp_path / "w.gif")]) == 2
     assert "--class 4: expected a class in 0..3" in capsys.readouterr().err
+    assert render_main(["--checkpoint", checkpoint, "--mode", "latent-walk", "--across-classes", "--frames", "4",
+                        "--videos", "2", "--out", str(tmp_path / "a.gif")]) == 0
+    assert render_main(["--checkpoint", checkpoint, "--mode", "latent-walk", "--across-classes", "--class", "1",
+                        "--out", str(tmp_path / "b.gif")]) == 2
+    assert "--across-classes: goes with --mode latent-walk" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("prior_components", [0, 2])
+def test_a_walk_across_classes_blends_the_class_as_it_blends_the_code(prior_components):
+    from vidgen_nb.generated_video import latent_walk, slerp
+
+    torch.manual_seed(0)
+    g = Generator.build(conditional(prior_components=prior_components)).eval()
+    walk = latent_walk(g, 2, 6, keyframes=3, seed=0, use_delta=False, across_classes=True)
+    within = latent_walk(g, 2, 6, keyframes=3, seed=0, use_delta=False)
+    # Frame 0 and every second frame are keyframes: video n's keyframe k is of class n + k.
+    keys = g.sample_z(6, seed=0)
+    labels = torch.tensor([0, 1, 2, 1, 2, 3])
+    codes = g.vae.from_noise(keys, labels)
+    for n in range(2):
+        for k in range(3):
+            expect = g.vae.decode(codes[3 * n + k:3 * n + k + 1], labels[3 * n + k:3 * n + k + 1])
+            assert torch.allclose(walk[n, 2 * k], expect[0], atol=1e-5)
+    assert torch.allclose(walk[0, 0], within[0, 0], atol=1e-6)  # both start at class 0's first key
+    with torch.no_grad():  # half-way between keys: the decoder sees half of each class
+        code = (slerp(codes[0], codes[1], torch.tensor(0.5)) if prior_components == 0
+                else (codes[0] + codes[1]) / 2)  # N(0, I) noise walks on spheres, mixture codes in lines
+        half = torch.cat([code, torch.tensor([0.5, 0.5, 0, 0])])[None]
+        assert torch.allclose(walk[0, 1], g.vae.decoder(half)[0], atol=1e-5)
+    with pytest.raises(ValueError, match="across_classes: needs a class-conditional model, and no label"):
+        latent_walk(g, 2, 6, across_classes=True, label=1)

@@ -71,11 +71,25 @@ def test_both_backgrounds_are_written_and_known_apart(tmp_path, monkeypatch):
     corners = {b: x[:, [0, 0, -1, -1], [0, -1, 0, -1]] for b, x in pixels.items()}  # background pixels
     assert corners["dark"].max() < 32 and corners["gradient"].mean() > 64
     assert pixels["dark"].max(axis=(1, 2, 3)).min() >= 150  # every shape bright against it
-    with pytest.raises(ValueError, match=r"background='grey': expected one of \('dark', 'gradient'\)"):
+    with pytest.raises(ValueError, match=r"background='grey': expected one of \('centred', 'dark', 'gradient'\)"):
         builtin_dataset(tmp_path / "x", background="grey")
     out = subprocess.run([sys.executable, "-m", "vidgen_nb.data", "builtin", "--per-class", "0"],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "per_class=0" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_centred_shapes_are_large_and_in_the_middle_of_a_dark_image(tmp_path):
+    def bright(root):  # per image: the shape's pixels (any channel over 100)
+        return [np.asarray(Image.open(p)).max(2) > 100 for p in sorted(root.rglob("*.png"))]
+
+    centred = bright(builtin_dataset(tmp_path / "c", per_class=25, size=64, background="centred"))
+    anywhere = bright(builtin_dataset(tmp_path / "d", per_class=25, size=64, background="dark"))
+    yy, xx = np.mgrid[0:64, 0:64]
+    for mask in centred:  # its centre of mass within the jitter (6% of 64 px) and a pixel or two
+        assert abs(xx[mask].mean() - 31.5) < 6 and abs(yy[mask].mean() - 31.5) < 6
+    off = [max(abs(xx[m].mean() - 31.5), abs(yy[m].mean() - 31.5)) for m in anywhere]
+    assert max(off) > 10  # the dark variant's shapes go anywhere
+    assert np.mean([m.mean() for m in centred]) > 1.5 * np.mean([m.mean() for m in anywhere])
 
 
 def test_builtin_reused_when_complete_and_rebuilt_when_not(tmp_path):

@@ -8,7 +8,7 @@ from vidgen_nb.train import summary
 from vidgen_nb.training import Trainer
 
 
-BACKGROUNDS = ("dark", "gradient")
+from vidgen_nb.config import BUILTIN_VARIANTS as BACKGROUNDS  # noqa: E402  (each variant has its judges)
 
 
 @pytest.fixture(scope="module", params=BACKGROUNDS)

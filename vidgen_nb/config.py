@@ -30,8 +30,9 @@ DECODER_UPSAMPLES = ("transposed", "resize")
 # What the decoder does to its features after every ReLU: nothing, or ProGAN's pixelwise
 # normalisation (each pixel's feature vector scaled to unit RMS; no weights, per image).
 DECODER_NORMS = ("none", "pixel")
-# The built-in dataset's backgrounds (data/shapes.py): plain near-black, or gradients.
-BUILTIN_BACKGROUNDS = ("dark", "gradient")
+# The built-in dataset's drawings (data/shapes.py): a large shape in the middle of a plain
+# near-black image; one anywhere on near-black; one anywhere on a gradient.
+BUILTIN_VARIANTS = ("centred", "dark", "gradient")
 AUGMENTATIONS = ("color", "translation", "cutout")  # DiffAugment's transformations (augment.py)
 FAST_ENV = "VIDGEN_NB_FAST"  # set to 1: notebooks use the tiny preset and few steps (CI does)
 
@@ -205,12 +206,12 @@ class VideoConfig:
 class DataConfig:
     """The built-in dataset a run trains on when it is given no folder of its own."""
 
-    builtin: str = opt("gradient", "the built-in shapes' backgrounds (without --data)",
-                       choices=BUILTIN_BACKGROUNDS)
+    builtin: str = opt("gradient", "the built-in shapes' drawing (without --data)",
+                       choices=BUILTIN_VARIANTS)
     builtin_per_class: int = opt(100, "images per class of the built-in dataset (without --data)")
 
     def __post_init__(self):
-        check_one_of("builtin", self.builtin, BUILTIN_BACKGROUNDS)
+        check_one_of("builtin", self.builtin, BUILTIN_VARIANTS)
         check_positive("builtin_per_class", self.builtin_per_class, LIMITS["builtin_per_class"])
 
 

@@ -53,9 +53,10 @@ def _decoder_input(generator: Generator, z: torch.Tensor, label: int | None, rep
     return generator.vae.condition(generator.vae.from_noise(z, y) if noise else z, y)
 
 
+@torch.no_grad()
 def latent_walk(generator: Generator, num_videos: int = 4, num_frames: int = 24, *,
                 keyframes: int = 3, loop: bool = True, use_delta: bool = True, scale: float = 1.0,
-                seed: int = 0, label: int | None = None) -> torch.Tensor:
+                seed: int = 0, label: int | None = None, across_classes: bool = False) -> torch.Tensor:
     """Frames decoded along a smooth path through latent space -> (N, T, C, H, W).
 
     The path visits ``keyframes`` random noise vectors by spherical interpolation (and,
@@ -63,16 +64,29 @@ def latent_walk(generator: Generator, num_videos: int = 4, num_frames: int = 24,
     prior, their codes, in straight lines. With
     ``use_delta`` every frame is decoded with its own predicted delta, times ``scale``.
     All N x T frames are decoded as one batch. A class-conditional model walks within
-    one class (``label``) or each video within its own (the classes in turn).
+    one class (``label``) or each video within its own (the classes in turn); with
+    ``across_classes``, keyframe k of video n is of class (n + k) mod C, and between two
+    keyframes the decoder's one-hot class is blended as the code is: one shape turns
+    into the next.
     """
     _check_sizes(num_videos, num_frames)
     check_positive("keyframes", keyframes)
+    classes = generator.vae.num_classes
+    if across_classes and (not classes or label is not None):
+        raise ValueError("across_classes: needs a class-conditional model, and no label"
+                         + ("" if classes else " (this model is unconditional)"))
     if use_delta:
         _need_predictor(generator, "latent-walk with deltas")
     keys = generator.sample_z(num_videos * keyframes, seed=seed)
-    if generator.vae.prior is not None:  # the codes of the keyframes, each video its class
-        keys = generator.vae.from_noise(keys, _labels(generator, label, num_videos, keyframes))
+    key_labels = _labels(generator, label, num_videos, keyframes)
+    if across_classes:  # (N * K,): video n's keyframe k is of class n + k
+        key_labels = (torch.arange(num_videos, device=keys.device)[:, None]
+                      + torch.arange(keyframes, device=keys.device)).flatten() % classes
+    if generator.vae.prior is not None:  # the codes of the keyframes, each of its class
+        keys = generator.vae.from_noise(keys, key_labels)
     keys = keys.view(num_videos, keyframes, -1)  # (N * K, D) -> (N, K, D)
+    if key_labels is not None:  # the keyframes' one-hot classes, beside their codes
+        keys = torch.cat([keys, F.one_hot(key_labels, classes).to(keys.dtype).view(num_videos, keyframes, -1)], 2)
     if loop:
         keys = torch.cat([keys, keys[:, :1]], 1)
     segments = keys.shape[1] - 1
@@ -80,9 +94,11 @@ def latent_walk(generator: Generator, num_videos: int = 4, num_frames: int = 24,
            else torch.linspace(0, segments, num_frames)).to(keys.device)
     idx = pos.floor().long().clamp(max=segments - 1)
     t = (pos - idx).expand(num_videos, -1)
-    z = slerp(keys[:, idx], keys[:, idx + 1], t) if generator.vae.prior is None \
-        else torch.lerp(keys[:, idx], keys[:, idx + 1], t[..., None])  # (N, T, D)
-    z = _decoder_input(generator, z.reshape(num_videos * num_frames, -1), label, num_frames, noise=False)
+    d = generator.vae.latent_dim  # the code's part of a key; the rest is its one-hot class
+    z = slerp(keys[:, idx, :d], keys[:, idx + 1, :d], t) if generator.vae.prior is None \
+        else torch.lerp(keys[:, idx, :d], keys[:, idx + 1, :d], t[..., None])  # (N, T, D)
+    onehot = torch.lerp(keys[:, idx, d:], keys[:, idx + 1, d:], t[..., None])  # (N, T, C), or empty
+    z = torch.cat([z, onehot], 2).reshape(num_videos * num_frames, -1)  # the decoder's input
     x = generator.vae.decoder(z)
     if use_delta:
         x = generator.deltas.decode(z, generator.predict_delta(x, seed=seed), scale=scale)

@@ -38,8 +38,8 @@ from PIL import Image, ImageDraw, ImageFilter
 from torch import nn
 
 from .data.loading import image_transform
-from .config import BUILTIN_BACKGROUNDS, DataConfig, check_one_of
-from .data.shapes import BUILTIN_VERSION, CLASSES, _background, cache_dir, render_shape, shape_colours
+from .config import BUILTIN_VARIANTS, DataConfig, check_one_of
+from .data.shapes import BUILTIN_VERSION, CLASSES, _background, cache_dir, placement, render_shape, shape_colours
 from .files import atomic_write
 
 JUDGE_VERSION = 1  # bump when the judge or its training changes; old files are then not used
@@ -61,7 +61,7 @@ class ShapeJudge(nn.Module):
 
     def __init__(self, image_size: int, background: str = "gradient", widths: tuple[int, ...] = (32, 64, 128)):
         super().__init__()
-        check_one_of("background", background, BUILTIN_BACKGROUNDS)
+        check_one_of("background", background, BUILTIN_VARIANTS)
         self.image_size, self.background = image_size, background
         layers, c_in = [], 3
         for w in widths:
@@ -93,8 +93,7 @@ def _blob(rng: random.Random, background: str) -> Image.Image:
     speck to the dataset's largest size, drawn as ``render_shape`` draws."""
     big = 2 * DRAW_SIZE
     img = Image.fromarray(_background(rng, big, background))
-    r = rng.uniform(0.04, 0.32) * big
-    cx, cy = (rng.uniform(r, big - r) for _ in range(2))
+    r, cx, cy = placement(rng, big, background, smallest=0.04)
     n, rot = rng.randint(5, 9), rng.uniform(0, 2 * math.pi)
     points = [(cx + rng.uniform(0.4, 1) * r * math.cos(rot + 2 * math.pi * k / n),
                cy + rng.uniform(0.4, 1) * r * math.sin(rot + 2 * math.pi * k / n)) for k in range(n)]
@@ -253,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Train the shape judge for an image size and report how well it names "
                     "fresh real images and blurred ones.")
     parser.add_argument("--size", type=int, default=32, help="image size in pixels (default 32)")
-    parser.add_argument("--background", choices=BUILTIN_BACKGROUNDS, default=DataConfig().builtin,
+    parser.add_argument("--background", choices=BUILTIN_VARIANTS, default=DataConfig().builtin,
                         help=f"the built-in backgrounds it judges (default {DataConfig().builtin})")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder to write judge-<background>-<size>px.pt into (default: the cache folder)")

@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a class-conditional model draws class K (0-based, in the order of "
                              "the data's sorted sub-folders) in every video (default: each video "
                              "its own class, in turn)")
+    parser.add_argument("--across-classes", action="store_true",
+                        help="latent-walk of a class-conditional model: each keyframe of the "
+                             "next class, one shape turning into the next")
     return parser
 
 
@@ -97,11 +100,14 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"--class {args.label}: this model is unconditional (trained without --num-classes)")
     if args.label is not None and not 0 <= args.label < m.num_classes:
         return fail(f"--class {args.label}: expected a class in 0..{m.num_classes - 1}")
+    if args.across_classes and (args.mode != "latent-walk" or not m.num_classes or args.label is not None):
+        return fail("--across-classes: goes with --mode latent-walk, a class-conditional model "
+                    "and no --class")
     common = dict(num_videos=args.videos, num_frames=args.frames, seed=args.seed, label=args.label)
     try:
         if args.mode == "latent-walk":
             video = latent_walk(generator, use_delta=generator.predictor is not None, scale=args.scale,
-                                **common)
+                                across_classes=args.across_classes, **common)
         elif args.mode == "delta-sweep":
             video = delta_sweep(generator, amplitude=args.scale, **common)
         else:

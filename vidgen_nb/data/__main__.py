@@ -9,7 +9,7 @@ from pathlib import Path
 
 from torchvision.utils import save_image
 
-from ..config import BUILTIN_BACKGROUNDS, DataConfig
+from ..config import BUILTIN_VARIANTS, DataConfig
 from ..files import atomic_write
 from .loading import make_loader
 from .scan import DatasetError, scan_image_folder
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--skip-bad", action="store_true",
                        help="list unusable files instead of failing on them")
     builtin = sub.add_parser("builtin", help="write the built-in dataset if needed and print its folder")
-    builtin.add_argument("--background", choices=BUILTIN_BACKGROUNDS, default=DataConfig().builtin,
+    builtin.add_argument("--background", choices=BUILTIN_VARIANTS, default=DataConfig().builtin,
                          help=f"the shapes' backgrounds (default {DataConfig().builtin})")
     builtin.add_argument("--per-class", type=int, default=DataConfig().builtin_per_class,
                          help=f"images per class (default {DataConfig().builtin_per_class})")

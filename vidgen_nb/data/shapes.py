@@ -1,13 +1,18 @@
 """The built-in dataset: coloured shapes, written as an ImageFolder tree.
 
 Generated, never downloaded: 4 classes (circle, square, triangle, star), each image a
-filled shape drawn at twice the size and downsampled, on one of two kinds of background
-(``BUILTIN_BACKGROUNDS``):
+filled shape drawn at twice the size and downsampled, in one of three variants
+(``BUILTIN_VARIANTS``), from the easiest to learn to the hardest:
 
-* ``dark``: a bright shape on a near-black plain background, as dSprites draws them:
-  every bit of the image's contrast is the shape's;
-* ``gradient``: a shape with an outline on a two-colour gradient with faint stripes, the
-  harder variant, where most of an image's pixels are background.
+* ``centred``: a large bright shape in the middle of a near-black plain image (its
+  centre jittered by up to 6% of the width, its radius 28-38%), as MNIST centres and
+  scales its digits: what varies is the shape, its colour, size and rotation;
+* ``dark``: a bright shape anywhere on a near-black plain background, as dSprites draws
+  them, its radius 18-32%: every bit of the image's contrast is the shape's;
+* ``gradient``: a shape with an outline anywhere on a two-colour gradient with faint
+  stripes, where most of an image's pixels are background.
+
+The functions' ``background`` argument names the variant.
 
 The same seed gives the same bytes.
 """
@@ -26,12 +31,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..config import BUILTIN_BACKGROUNDS, DataConfig, check_one_of
+from ..config import BUILTIN_VARIANTS, DataConfig, check_one_of
 from ..files import process_alive
 
 CLASSES = ("circle", "square", "triangle", "star")
-# Bump when the drawing changes, so caches are rebuilt and judges retrained.
-# 2: the dark backgrounds, and the background's name in the manifest.
+# Bump when a variant's drawing changes, so caches are rebuilt and judges retrained.
+# 2: the dark backgrounds, and the background's name in the manifest. (``centred``
+# came later as a variant of its own: the other two draw the same bytes as in 2.)
 BUILTIN_VERSION = 2
 # The images a model never trains on: the same drawing with another seed, a few a class,
 # to tell learned shapes from remembered images (``Trainer.evaluate``'s ``*_unseen``).
@@ -48,8 +54,9 @@ def cache_dir() -> Path:
 
 def _background(rng: random.Random, size: int, kind: str = "gradient") -> np.ndarray:
     """(size, size, 3) uint8: for ``gradient``, a smooth two-colour gradient in a random
-    direction with faint stripes; for ``dark``, one near-black colour (each channel < 32)."""
-    if kind == "dark":
+    direction with faint stripes; for ``dark`` and ``centred``, one near-black colour
+    (each channel < 32)."""
+    if kind != "gradient":
         colour = np.array([rng.randint(0, 31) for _ in range(3)], dtype=np.uint8)
         return np.broadcast_to(colour, (size, size, 3)).copy()
     c0 = np.array([rng.randint(0, 255) for _ in range(3)], dtype=np.float32)
@@ -81,7 +88,7 @@ def shape_colours(rng: random.Random, background: str) -> tuple[tuple, tuple, in
     """Fill, outline and outline width of a shape: on a gradient any colour, outlined in
     its complement; on a dark background a bright colour (its largest channel >= 160),
     no outline."""
-    if background == "dark":
+    if background != "gradient":
         fill = [rng.randint(0, 255) for _ in range(3)]
         fill[rng.randrange(3)] = rng.randint(160, 255)
         return tuple(fill), tuple(fill), 0
@@ -89,21 +96,31 @@ def shape_colours(rng: random.Random, background: str) -> tuple[tuple, tuple, in
     return fill, tuple(255 - c for c in fill), rng.randint(0, 6)
 
 
+def placement(rng: random.Random, big: int, background: str, smallest: float | None = None) -> tuple:
+    """Radius and centre (r, cx, cy) of a shape in an image ``big`` pixels wide: for
+    ``centred`` near the middle, radius 28-38% of the width; else anywhere it fits
+    whole, radius 18-32%. ``smallest`` lowers the smallest radius (the judge's specks)."""
+    lo, hi = (0.28, 0.38) if background == "centred" else (0.18, 0.32)
+    r = rng.uniform(lo if smallest is None else smallest, hi) * big
+    if background == "centred":
+        return (r, *(big / 2 + rng.uniform(-0.06, 0.06) * big for _ in range(2)))
+    return (r, *(rng.uniform(r, big - r) for _ in range(2)))
+
+
 def render_shape(kind: str, rng: random.Random, size: int = 128,
                  background: str = "gradient") -> Image.Image:
     """One RGB image of a coloured ``kind`` shape on a random ``background``
-    (one of ``BUILTIN_BACKGROUNDS``).
+    (one of ``BUILTIN_VARIANTS``).
 
     Drawn at twice the size and downsampled, which smooths the edges.
     """
     if kind not in CLASSES:
         raise ValueError(f"kind={kind!r} is not a built-in class; choose from {CLASSES}")
-    check_one_of("background", background, BUILTIN_BACKGROUNDS)
+    check_one_of("background", background, BUILTIN_VARIANTS)
     big = 2 * size
     img = Image.fromarray(_background(rng, big, background))
     draw = ImageDraw.Draw(img)
-    r = rng.uniform(0.18, 0.32) * big
-    cx, cy = (rng.uniform(r, big - r) for _ in range(2))
+    r, cx, cy = placement(rng, big, background)
     fill, outline, width = shape_colours(rng, background)
     if kind == "circle":
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill, outline=outline, width=width)
@@ -134,7 +151,7 @@ def builtin_background(root: str | os.PathLike) -> str | None:
     except (OSError, ValueError):
         return None
     if isinstance(found, dict) and found.get("version") == BUILTIN_VERSION \
-            and found.get("classes") == list(CLASSES) and found.get("background") in BUILTIN_BACKGROUNDS:
+            and found.get("classes") == list(CLASSES) and found.get("background") in BUILTIN_VARIANTS:
         return found["background"]
     return None
 
@@ -162,7 +179,7 @@ def builtin_dataset(
     background = defaults.builtin if background is None else background
     if per_class < 1 or size < 8:
         raise ValueError(f"per_class={per_class}, size={size}: need per_class >= 1, size >= 8")
-    check_one_of("background", background, BUILTIN_BACKGROUNDS)
+    check_one_of("background", background, BUILTIN_VARIANTS)
     if root is None:
         root = cache_dir() / (f"shapes-v{BUILTIN_VERSION}-{background}-{size}px-"
                               f"{per_class}x{len(CLASSES)}-seed{seed}")
