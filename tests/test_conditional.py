@@ -183,3 +183,34 @@ def test_a_walk_across_classes_blends_the_class_as_it_blends_the_code(prior_comp
         assert torch.allclose(walk[0, 1], g.vae.decoder(half)[0], atol=1e-5)
     with pytest.raises(ValueError, match="across_classes: needs a class-conditional model, and no label"):
         latent_walk(g, 2, 6, across_classes=True, label=1)
+
+
+def test_a_conditional_preset_takes_the_class_count_of_the_folder_it_is_given(tmp_path, capsys):
+    from PIL import Image
+
+    from vidgen_nb.arms import Arm, arm_config
+    from vidgen_nb.checkpoint import load_checkpoint
+    from vidgen_nb.data.loading import classes_for
+    from vidgen_nb.train import main as train_main
+
+    for k, name in enumerate(("ants", "bees", "wasps")):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(4):
+            Image.new("RGB", (16, 16), (60 * k, 20 * i, 200)).save(tmp_path / "data" / name / f"{i}.png")
+    data = tmp_path / "data"
+    four = Config.preset("tiny", num_classes=4)
+    assert classes_for(four, data).model.num_classes == 3
+    assert classes_for(four, data, given={"num_classes": 4}).model.num_classes == 4  # asked for: kept
+    assert classes_for(four, None) is four and classes_for(four, tmp_path / "nowhere") is four
+    assert classes_for(Config.preset("tiny"), data).model.num_classes == 0  # unconditional stays so
+    assert arm_config("tiny", Arm("x", {"num_classes": 4}), 0, data=data).model.num_classes == 4
+    assert arm_config("tiny", Arm("x", {}), 0, overrides={"latent_dim": 8}, data=data).model.num_classes == 0
+    # The cpu preset's model is conditional: on this folder it has 3 classes, unless told 4.
+    common = ["--preset", "cpu", "--image-size", "16", "--widths", "8,16", "--critic-widths", "8,16",
+              "--steps", "1", "--batch-size", "4", "--quiet", "--data", str(data)]
+    assert Config.preset("cpu").model.num_classes == 4
+    assert train_main([*common, "--out", str(tmp_path / "a")]) == 0
+    assert load_checkpoint(tmp_path / "a" / "checkpoint.pt")["config"]["model"]["num_classes"] == 3
+    with pytest.raises(SystemExit):
+        train_main([*common, "--num-classes", "4", "--out", str(tmp_path / "b")])
+    assert "num_classes=4: the data has 3 classes (ants, bees, wasps)" in capsys.readouterr().err

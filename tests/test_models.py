@@ -8,6 +8,10 @@ from vidgen_nb import VAE, Config, Discriminator, WeightDeltas, WeightPredictor3
 from vidgen_nb.models import PixelNorm, minibatch_std
 from vidgen_nb.video import synthetic_video
 
+# The cpu preset's layers without its class input and mixture prior, with a 64-value
+# code: then a noise vector z (B, 64) is the decoder's whole input.
+UNCONDITIONAL = dict(num_classes=0, prior_components=0, latent_dim=64)
+
 
 def build(name):
     cfg = Config.preset(name)
@@ -24,18 +28,19 @@ def test_shapes_for_every_preset(name):
     cfg, vae, critic, deltas, predictor = build(name)
     B, m = cfg.batch_size, cfg.model
     x = torch.rand(B, m.channels, m.image_size, m.image_size)
-    x_hat, mu, logvar = vae(x)
+    y = torch.arange(B) % m.num_classes if m.num_classes else None  # the classes, if conditional
+    x_hat, mu, logvar = vae(x, y)
     assert x_hat.shape == x.shape and mu.shape == logvar.shape == (B, m.latent_dim)
-    z = vae.sample_z(B)
-    image = vae.decode(z)
+    z = vae.sample_z(B, y)
+    image = vae.decode(z, y)
     assert image.shape == (B, m.channels, m.image_size, m.image_size)
     assert 0 <= image.min() and image.max() <= 1
     video = synthetic_video(image, m.num_frames, cfg.video, seed=0)
     assert video.shape == (B, m.num_frames, m.channels, m.image_size, m.image_size)
     delta = predictor(video)
     assert delta.shape == (B, deltas.WEIGHT_UPDATE_SIZE)
-    assert deltas.decode(z, delta).shape == image.shape
-    assert critic(image).shape == (B,)
+    assert deltas.decode(vae.condition(z, y), delta).shape == image.shape
+    assert critic(image, y).shape == (B,)
     if name == "seed":
         assert image.shape == (16, 3, 128, 128) and video.shape == (16, m.num_frames, 3, 128, 128)
 
@@ -52,7 +57,7 @@ def test_vae_heads_have_no_activation_and_sampling_uses_z():
 
 def test_he_init_keeps_the_signal_alive_through_the_decoder():
     torch.manual_seed(0)
-    m = Config.preset("cpu").model
+    m = Config.preset("cpu", **UNCONDITIONAL).model
     vae = VAE(m)
     for layer in (vae.decoder.fc, vae.decoder.up[0], vae.encoder[0]):
         assert torch.equal(layer.bias, torch.zeros_like(layer.bias))
@@ -94,7 +99,7 @@ def test_critic_pool_decides_how_much_of_a_feature_map_gets_a_gradient(pool, sha
 
 def test_deeper_decoder_adds_same_size_layers_and_keeps_the_default_names():
     torch.manual_seed(0)
-    plain, deep = (VAE(Config.preset("cpu", decoder_convs=k).model) for k in (1, 3))
+    plain, deep = (VAE(Config.preset("cpu", decoder_convs=k, **UNCONDITIONAL).model) for k in (1, 3))
     names = [n for n, _ in plain.decoder.named_parameters()]
     assert names == ["fc.weight", "fc.bias", "up.0.weight", "up.0.bias", "up.2.weight", "up.2.bias",
                      "out.weight", "out.bias"]  # what delta_targets and older checkpoints name
@@ -109,7 +114,7 @@ def test_deeper_decoder_adds_same_size_layers_and_keeps_the_default_names():
 
 def test_resize_decoder_upsamples_without_strided_layers_and_draws_no_checkerboard():
     torch.manual_seed(0)
-    resized, plain = (VAE(Config.preset("cpu", decoder_upsample=u).model) for u in ("resize", "transposed"))
+    resized, plain = (VAE(Config.preset("cpu", decoder_upsample=u, **UNCONDITIONAL).model) for u in ("resize", "transposed"))
     convs = [m for m in resized.decoder.modules() if isinstance(m, nn.ConvTranspose2d)]
     assert len(convs) == 3 and all(m.stride == (1, 1) and m.kernel_size == (3, 3) for m in convs)
     z = torch.randn(4, 64)
@@ -131,7 +136,7 @@ def test_pixel_norm_gives_every_pixel_unit_rms_features():
     y = PixelNorm()(x)
     assert torch.allclose(y.square().mean(1), torch.ones(3, 5, 5), atol=1e-5)
     assert torch.allclose(y * x.square().mean(1, keepdim=True).sqrt(), x, atol=1e-4)  # only rescaled
-    vae = VAE(Config.preset("cpu", decoder_norm="pixel").model)
+    vae = VAE(Config.preset("cpu", decoder_norm="pixel", **UNCONDITIONAL).model)
     norms = [i for i, m in enumerate(vae.decoder.up) if isinstance(m, PixelNorm)]
     assert norms[0] == 0  # first the Linear's output (after its ReLU), then after each ReLU:
     assert [type(vae.decoder.up[i - 1]) for i in norms[1:]] == [nn.ReLU, nn.ReLU]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import Config
+from .data.loading import classes_for
 from .options import fields, parse_value
 
 STILL = {"noise": 0.0, "shift": 0.0, "zoom": 0.0, "rotation": 0.0, "brightness": 0.0}
@@ -129,11 +130,12 @@ def load_spec(path: str | os.PathLike) -> dict:
 
 
 def arm_config(preset: str, arm: str | Arm, seed: int, steps: int | None = None,
-               overrides: dict | None = None) -> Config:
+               overrides: dict | None = None, data=None) -> Config:
     """The preset with the study's ``overrides``, the arm's changes, this seed and
-    (if given) this many steps."""
+    (if given) this many steps; a conditional model gets as many classes as the folder
+    ``data`` has, unless the study or the arm sets ``num_classes``."""
     arm = ARMS[arm] if isinstance(arm, str) else arm
     changes = {**(overrides or {}), **arm.overrides, "seed": seed}
     if steps is not None:
         changes["steps"] = steps
-    return Config.preset(preset, **changes)
+    return classes_for(Config.preset(preset, **changes), data, given=changes)

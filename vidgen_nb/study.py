@@ -253,7 +253,7 @@ class Study:
     def config(self, arm: str, seed: int) -> Config:
         try:
             return arm_config(self.settings["preset"], self.arms[arm], seed, self.settings["steps"],
-                              self.overrides)
+                              self.overrides, data=self.data)
         except ValueError as exc:
             raise ValueError(f"arm {arm}: {exc}") from None
 

@@ -25,6 +25,7 @@ from .checkpoint import CHECKPOINT, RUNS, checkpoint_file, path_problem
 from .files import atomic_write, check_path, escape_unprintable_output
 from .config import PRESETS, Config
 from .data import CLASSES, DatasetError, describe_data
+from .data.loading import classes_for
 from .device import PRECISIONS, pick_device
 from .media import save_gif
 from .options import RUN_FIELDS, add_config_options, flag, flat, given_fields, option_error
@@ -129,7 +130,7 @@ def _main(argv: list[str] | None, where: dict) -> int:
     args = parser.parse_args(argv)
     try:
         given = given_fields(args)
-        cfg = Config.preset(args.preset or "cpu", **given)
+        cfg = classes_for(Config.preset(args.preset or "cpu", **given), args.data or None, given)
         pick_device(args.device)
         out = check_path(args.out, "--out") if args.out is not None else RUNS / (args.preset or "cpu")
         if args.data is not None:

@@ -116,6 +116,21 @@ class InMemoryImages(Dataset):
         return self.images[i].float().div_(255), self.labels[i]
 
 
+def classes_for(config, data, given=()):
+    """``config`` with ``num_classes`` set to the class count of the folder ``data`` when
+    the model is conditional and ``num_classes`` is not among the fields ``given``
+    explicitly: a preset's conditional model fits any ImageFolder. Unchanged for an
+    unconditional model, the built-in data (None), or a folder that cannot be listed
+    (loading it names the problem)."""
+    if data is None or not config.model.num_classes or "num_classes" in given:
+        return config
+    try:  # as torchvision's ImageFolder finds its classes: the sub-folders
+        found = sum(1 for entry in os.scandir(data) if entry.is_dir())
+    except OSError:
+        return config
+    return config.replace(num_classes=found) if found else config
+
+
 def load_dataset(
     root: str | os.PathLike | None = None,
     *,
