@@ -7,6 +7,7 @@ import torch
 from vidgen_nb import Config, Generator, builtin_dataset
 from vidgen_nb.models import VAE, Discriminator
 from vidgen_nb.reference import ReferenceGenerator
+from vidgen_nb.evaluation import generate_fixed
 from vidgen_nb.training import Trainer
 
 
@@ -214,3 +215,18 @@ def test_a_conditional_preset_takes_the_class_count_of_the_folder_it_is_given(tm
     with pytest.raises(SystemExit):
         train_main([*common, "--num-classes", "4", "--out", str(tmp_path / "b")])
     assert "num_classes=4: the data has 3 classes (ants, bees, wasps)" in capsys.readouterr().err
+
+
+def test_the_trainer_draws_samples_of_the_classes_asked_and_gives_real_labels(data):
+    trainer = Trainer(conditional(), data=data, progress=False)
+    real, y = trainer.real_images(8, labels=True)
+    assert real.shape == (8, 3, 16, 16) and y.shape == (8,) and torch.equal(real, trainer.real_images(8))
+    assert torch.equal(trainer.samples(8), trainer.samples(8, y=torch.arange(8) % 4))  # default: in turn
+    for k in range(4):  # each image decoded as its class: the fixed codes and the class asked
+        z = trainer.generator_ema.vae.from_noise(trainer.fixed_z[:8], k)
+        expected = generate_fixed(trainer.generator_ema.eval(), z, y=torch.full((8,), k), seed=0)[0]
+        assert torch.allclose(trainer.samples(8, y=torch.full((8,), k)), expected, atol=1e-6)
+    plain = Trainer(Config.preset("tiny", swd_images=16), data=data, progress=False)
+    assert plain.real_images(4, labels=True)[1] is None
+    with pytest.raises(ValueError, match="labels given, but this model is unconditional"):
+        plain.samples(4, y=torch.zeros(4, dtype=torch.long))

@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
                     "fresh real images and blurred ones.")
     parser.add_argument("--size", type=int, default=32, help="image size in pixels (default 32)")
     parser.add_argument("--background", choices=BUILTIN_VARIANTS, default=DataConfig().builtin,
-                        help=f"the built-in backgrounds it judges (default {DataConfig().builtin})")
+                        help=f"the built-in drawing it judges (default {DataConfig().builtin})")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder to write judge-<background>-<size>px.pt into (default: the cache folder)")
     args = parser.parse_args(argv)

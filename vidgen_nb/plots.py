@@ -100,12 +100,13 @@ def plot_pipeline() -> Figure:
 
 
 @torch.no_grad()
-def plot_scores(critic, real: torch.Tensor, fake: torch.Tensor, *,
+def plot_scores(critic, real: torch.Tensor, fake: torch.Tensor, *, y_real=None, y_fake=None,
                 title: str = "critic scores: real against generated") -> Figure:
-    """Histograms of the critic's scores on real and on generated images."""
+    """Histograms of the critic's scores on real and on generated images (a conditional
+    critic judges each with its class: ``y_real``, ``y_fake``)."""
     fig = Figure(figsize=(6, 3), layout="constrained")
     ax = fig.subplots()
-    s_real, s_fake = critic(real).float().cpu(), critic(fake).float().cpu()
+    s_real, s_fake = critic(real, y_real).float().cpu(), critic(fake, y_fake).float().cpu()
     bins = torch.linspace(min(s_real.min(), s_fake.min()), max(s_real.max(), s_fake.max()), 30).numpy()
     ax.hist(s_real.numpy(), bins=bins, alpha=0.6, label=f"real (mean {s_real.mean():.2f})")
     ax.hist(s_fake.numpy(), bins=bins, alpha=0.6, label=f"generated (mean {s_fake.mean():.2f})")

@@ -221,16 +221,19 @@ class Trainer:
         return autocast(self.device, self.precision)
 
     @torch.no_grad()
-    def samples(self, n: int = 64, *, scale: float = 1.0) -> torch.Tensor:
-        """Images ``generator_ema`` makes from the fixed noise vectors (n, C, H, W), on the CPU."""
+    def samples(self, n: int = 64, *, scale: float = 1.0, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Images ``generator_ema`` makes from the fixed noise vectors (n, C, H, W), on the
+        CPU; a conditional model draws the classes ``y`` (n,) (default: each in turn)."""
         with self._evaluating():
-            x, _ = generate_fixed(self.generator_ema, self.fixed_codes(n), seed=self.config.seed, scale=scale)
+            y = self.generator_ema.vae.labels(y, n, self.device)
+            x, _ = generate_fixed(self.generator_ema, self.fixed_codes(n, y), seed=self.config.seed,
+                                  scale=scale, y=y)
         return x.float().cpu()
 
-    def fixed_codes(self, n: int) -> torch.Tensor:
+    def fixed_codes(self, n: int, y: torch.Tensor | None = None) -> torch.Tensor:
         """The first n fixed noise vectors as codes of the averaged generator's prior
-        (themselves for N(0, I)), of the classes in turn when conditional."""
-        return self.generator_ema.vae.from_noise(self.fixed_z[:n])
+        (themselves for N(0, I)), of the classes ``y`` (default: in turn) when conditional."""
+        return self.generator_ema.vae.from_noise(self.fixed_z[:n], y)
 
     @contextlib.contextmanager
     def _evaluating(self):
@@ -365,9 +368,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ quality and pictures
 
-    def real_images(self, n: int) -> torch.Tensor:
-        """n real images (n, C, H, W), a fixed seeded choice, on the CPU."""
-        return self._real_fixed(n)[0]
+    def real_images(self, n: int, *, labels: bool = False):
+        """n real images (n, C, H, W), a fixed seeded choice, on the CPU; with ``labels``,
+        (images, their classes (n,)), the classes None when the model is unconditional."""
+        x, y = self._real_fixed(n)
+        return (x, None if y is None else y.cpu()) if labels else x
+
 
     def _real_fixed(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``real_images(n)`` and, for a conditional model, their labels (n,) (else None)."""

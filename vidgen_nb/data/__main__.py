@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
                        help="list unusable files instead of failing on them")
     builtin = sub.add_parser("builtin", help="write the built-in dataset if needed and print its folder")
     builtin.add_argument("--background", choices=BUILTIN_VARIANTS, default=DataConfig().builtin,
-                         help=f"the shapes' backgrounds (default {DataConfig().builtin})")
+                         help=f"the shapes' drawing (default {DataConfig().builtin})")
     builtin.add_argument("--per-class", type=int, default=DataConfig().builtin_per_class,
                          help=f"images per class (default {DataConfig().builtin_per_class})")
     preview = sub.add_parser("preview", help="save a grid of images from a dataset")
