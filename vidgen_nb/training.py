@@ -374,7 +374,6 @@ class Trainer:
         x, y = self._real_fixed(n)
         return (x, None if y is None else y.cpu()) if labels else x
 
-
     def _real_fixed(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``real_images(n)`` and, for a conditional model, their labels (n,) (else None)."""
         idx = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(0))[:n]
@@ -445,10 +444,7 @@ class Trainer:
             self._unseen = unseen.images.float() / 255, unseen.labels
         images, labels = self._unseen
         labels = labels.to(self.device) if self.config.model.num_classes else None
-        with self._evaluating():
-            recon = reconstruct(self.generator_ema, images.to(self.device), seed=self.config.seed,
-                                through_generator=self.config.train.recon_through_generator,
-                                labels=labels)
+        recon = self._reconstruct(images, labels)
         judged = name_shapes(recon.float()) if labels is None else name_shapes(recon.float(), labels)
         figures = {"shapes_named_unseen": judged["shapes_named"]}
         if labels is not None:
@@ -463,11 +459,15 @@ class Trainer:
         reconstructions (through the whole generator, or the base decoder alone).
         """
         real, labels = self._real_fixed(n)
+        return real, self._reconstruct(real, labels).float().cpu()
+
+    def _reconstruct(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """Images -> posterior means -> decoded as training decodes reconstructions, by the
+        averaged generator."""
         with self._evaluating():
-            recon = reconstruct(self.generator_ema, real.to(self.device), seed=self.config.seed,
-                                through_generator=self.config.train.recon_through_generator,
-                                labels=labels)
-        return real, recon.float().cpu()
+            return reconstruct(self.generator_ema, images.to(self.device), seed=self.config.seed,
+                               through_generator=self.config.train.recon_through_generator,
+                               labels=labels)
 
     def save_samples(self, path: str | os.PathLike, n: int = 64) -> Path:
         """A grid of images generated from the fixed noise vectors, as a PNG."""
