@@ -144,8 +144,16 @@ def test_videos_and_the_delta_explorer_draw_the_class_asked(tmp_path, data, caps
     assert torch.allclose(sweep[:, 0], g.vae.decode(z, torch.tensor([1, 1])), atol=1e-6)  # s = 0
     with pytest.raises(ValueError, match=r"label 9: expected a class in 0\.\.3"):
         feedback_video(g, 1, 3, label=9)
-    explorer = DeltaExplorer(g, z[:1], label=3)
+    explorer = DeltaExplorer(g, z[:1], label=3, classes=["a", "b", "c", "d"])
     assert torch.allclose(explorer.base, g.vae.decode(z[:1], torch.tensor([3])), atol=1e-6)
+    renders = explorer.images.renders
+    explorer.label.value = 1  # the class menu: the new class's image and the delta of its video
+    assert torch.allclose(explorer.base, g.vae.decode(z[:1], torch.tensor([1])), atol=1e-6)
+    _, delta = g.generate(z[:1], torch.tensor([1]), seed=0, return_delta=True)
+    assert torch.equal(explorer.delta, delta) and explorer.images.renders == renders + 1
+    assert explorer.label.label == "b" and explorer.label in explorer.ui.children[0].children
+    with pytest.raises(ValueError, match="label=4: expected a class in 0..3"):
+        DeltaExplorer(g, z[:1], label=4)
 
     Trainer(conditional(), data=data, out=tmp_path / "run", progress=False).train(1)
     checkpoint = str(tmp_path / "run" / "checkpoint.pt")

@@ -36,6 +36,9 @@ def test_video_explorer_sliders_remake_the_video(trainer):
 
 def test_delta_explorer_scale_zero_is_exactly_the_base(trainer):
     explorer = DeltaExplorer(trainer.generator, trainer.fixed_z[:1])
+    assert explorer.label is None  # unconditional: no class menu, and no class taken
+    with pytest.raises(ValueError, match="label=1: this model is unconditional"):
+        DeltaExplorer(trainer.generator, trainer.fixed_z[:1], label=1)
     explorer.scale.value = 0.0
     assert torch.equal(explorer.patched, explorer.base)
     explorer.scale.value = 1.5
@@ -82,15 +85,13 @@ def test_dashboard_curves_gain_points_as_steps_run(trainer):
 # ---------------------------------------------------------------- notebook helpers
 
 
-def test_without_a_trained_model_the_notebooks_say_how_to_get_one(tmp_path, monkeypatch, capsys):
+def test_asked_to_train_the_notebooks_train_the_tiny_preset(tmp_path, monkeypatch, capsys):
     from vidgen_nb.config import FAST_ENV
 
-    monkeypatch.chdir(tmp_path)  # no runs/main here or above
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(FAST_ENV, "0")
-    trainer = load_or_train(steps=2, progress=False)
-    out = capsys.readouterr().out
-    assert "make train" in out and "runs/main/checkpoint.pt not found" in out
-    assert trainer.step == 2 and "trained the tiny preset for 2 steps" in out
+    trainer = load_or_train(None, steps=2, progress=False)  # without a run: tests/test_shipped.py
+    assert trainer.step == 2 and "trained the tiny preset for 2 steps" in capsys.readouterr().out
 
 
 def test_a_loaded_model_comes_with_its_runs_figures(tmp_path, monkeypatch, capsys):

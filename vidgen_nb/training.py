@@ -130,6 +130,7 @@ class Trainer:
         self.step, self.batches_seen, self.history = 0, 0, []
         self.swd_start, self.lineage = None, []
         self._stop_signal = None  # set by SIGINT / SIGTERM during train()
+        self.read_only = None  # why train() is refused (a model loaded without optimisers)
         self._build_networks()
         self._open_data(data, skip_bad=skip_bad, verbose=verbose)
         if self.out and not _resuming:
@@ -302,6 +303,8 @@ class Trainer:
         """Train ``steps`` more steps; returns the metric records logged meanwhile."""
         if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
             raise ValueError(f"steps={steps!r}: expected an integer >= 0")
+        if self.read_only:
+            raise ValueError(self.read_only)
         end, logged = self.step + int(steps), []
         if end > self.config.train.steps:  # the run's total is what it has been trained to
             self.config = self.config.replace(steps=end)
@@ -367,6 +370,12 @@ class Trainer:
                 f.write(json.dumps(record) + "\n")
 
     # ------------------------------------------------------------------ quality and pictures
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """The classes the model is conditioned on (the data's sub-folders, in order), for
+        the widgets' class menus; None when it is unconditional."""
+        return list(self.dataset.classes) if self.config.model.num_classes else None
 
     def real_images(self, n: int, *, labels: bool = False):
         """n real images (n, C, H, W), a fixed seeded choice, on the CPU; with ``labels``,
@@ -502,18 +511,10 @@ class Trainer:
         Raises ``ValueError`` naming the part that does not fit (checked first by
         ``checkpoint.check_state``).
         """
-        check_same_model(self.config, state)
-        if self.generator_ema is not self.generator and state.get("generator_ema") is None:
-            raise ValueError("the checkpoint holds no averaged generator (it was trained "
-                             "with ema_decay = 0), but this config averages one")
-        parts = [("vae", self.vae), ("critic", self.critic), ("predictor", self.predictor),
-                 ("generator_ema", self.generator_ema if self.generator_ema is not self.generator else None),
-                 ("opt_g", self.opt_g), ("opt_d", self.opt_d)]
-        for name, part in parts:
-            if part is not None:
-                load_part(part, state[name], name)
-        self.step, self.batches_seen, self._batches = state["step"], state["batches_seen"], None
-        self.swd_start, self.lineage = state["swd_start"], list(state["lineage"])
+        self.load_weights(state)
+        load_part(self.opt_g, state["opt_g"], "opt_g")
+        load_part(self.opt_d, state["opt_d"], "opt_d")
+        self.batches_seen, self._batches = state["batches_seen"], None
         try:
             torch.set_rng_state(state["rng"]["torch"])
             if "cuda" in state["rng"] and self.device.type == "cuda":
@@ -522,6 +523,22 @@ class Trainer:
             raise ValueError(f"its random state (rng) cannot be restored: {str(exc)[:200]}") from None
         if self.rank:  # the saved stream is rank 0's; the others draw their own
             torch.manual_seed(self.config.seed + 7919 * self.rank + self.step)
+
+    def load_weights(self, state: dict) -> None:
+        """The networks' weights, step and records of ``state``, without what training on
+        needs (optimiser states, random state): enough to look at a model, as the
+        shipped one is looked at (``shipped.py``)."""
+        check_same_model(self.config, state)
+        if self.generator_ema is not self.generator and state.get("generator_ema") is None:
+            raise ValueError("the checkpoint holds no averaged generator (it was trained "
+                             "with ema_decay = 0), but this config averages one")
+        parts = [("vae", self.vae), ("critic", self.critic), ("predictor", self.predictor),
+                 ("generator_ema", self.generator_ema if self.generator_ema is not self.generator else None)]
+        for name, part in parts:
+            if part is not None:
+                load_part(part, state[name], name)
+        self.step = state["step"]
+        self.swd_start, self.lineage = state["swd_start"], list(state["lineage"])
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, *, data=None, other_data: bool = False,

@@ -47,6 +47,23 @@ def _check_model(model, kinds: tuple, name: str) -> None:
                         f"trainer.generator_ema), got {type(model).__name__}")
 
 
+def _class_menu(k: int, classes=None, value: int | None = None):
+    """A dropdown of a conditional model's k classes (named by ``classes``, default their
+    numbers), starting at ``value`` (default 0); None for an unconditional model (k = 0)."""
+    names = [str(c) for c in classes] if classes is not None else [str(i) for i in range(k)]
+    if len(names) != k:
+        raise ValueError(f"classes={list(names)!r}: this model has {k} classes"
+                         + ("" if k else " (it is unconditional); leave classes out"))
+    if not k:
+        if value is not None:
+            raise ValueError(f"label={value!r}: this model is unconditional; leave label out")
+        return None
+    value = 0 if value is None else value
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < k:
+        raise ValueError(f"label={value!r}: expected a class in 0..{k - 1}")
+    return W.Dropdown(options=[(n, i) for i, n in enumerate(names)], value=value, description="class")
+
+
 class _Panel:
     """A Figure rendered to PNG into an Image widget; ``draw()`` re-renders it."""
 
@@ -161,11 +178,14 @@ class DeltaExplorer:
         z: the noise vector to decode (1, latent_dim), e.g. ``trainer.fixed_z[:1]`` (its
             code from the prior, ``vae.from_noise``, when the prior is learned).
         seed: seed of the synthetic video the delta is predicted from.
-        label: the class to draw, for a class-conditional generator (default 0).
+        label: the class drawn first, for a class-conditional generator (default 0); a
+            class menu changes it (and predicts the delta of the new image).
+        classes: the names of a conditional model's classes for that menu
+            (``trainer.class_names``; default: their numbers).
     """
 
     def __init__(self, generator: Generator, z: torch.Tensor, *, seed: int = 0,
-                 scale_range: float = 2.0, label: int | None = None):
+                 scale_range: float = 2.0, label: int | None = None, classes=None):
         _check_model(generator, (Generator,), "generator")
         if not isinstance(z, torch.Tensor) or z.dim() != 2 or len(z) != 1:
             raise ValueError(f"z: expected one noise vector (1, latent_dim), got "
@@ -173,25 +193,37 @@ class DeltaExplorer:
         if generator.predictor is None:
             raise ValueError("this generator has no weight predictor (use_predictor=False)")
         self.generator, self.deltas = generator, generator.deltas
-        z = generator.vae.from_noise(z.to(generator.device), label)
-        self.z = generator.vae.condition(z, label)  # the decoder's input: z and the class, if any
-        with torch.no_grad():
-            self.base = generator.vae.decoder(self.z)  # (1, C, H, W)
-            _, delta = generator.generate(z, label, seed=seed, return_delta=True)
-        self.delta = delta.float()  # (1, WEIGHT_UPDATE_SIZE)
+        self._noise, self._seed = z.to(generator.device), seed
+        self.label = _class_menu(generator.vae.num_classes, classes, label)
         self.scale = W.FloatSlider(value=1.0, min=-scale_range, max=scale_range, step=0.05,
                                    description="delta scale")
         self.target = W.Dropdown(options=["all", *self.deltas.names], value="all", description="target")
         self.images = _Panel((7.5, 2.8), "600px")
-        self._axes = _image_axes(self.images.fig, 3, ["base theta", "patched", "|difference| x 4"],
-                                 _hwc(self.base[0]).shape)
         self.stats = _Panel((7.5, 2.6), "600px")
         self._bar_ax, self._hist_ax = self.stats.fig.subplots(1, 2)
-        self._axes[0].images[0].set_data(_hwc(self.base[0]))
+        self._axes = None
+        self._predict()
         self.scale.observe(lambda _: self._update(), names="value")
         self.target.observe(lambda _: self._update(), names="value")
+        controls = [self.scale, self.target, *([self.label] if self.label else [])]
+        self.ui = W.VBox([W.HBox(controls), self.images.image, self.stats.image])
+
+    @torch.no_grad()
+    def _predict(self) -> None:
+        """The base image of the chosen class and the delta its video gives, then a redraw."""
+        label = None if self.label is None else self.label.value
+        z = self.generator.vae.from_noise(self._noise, label)
+        self.z = self.generator.vae.condition(z, label)  # the decoder's input: z and the class, if any
+        self.base = self.generator.vae.decoder(self.z)  # (1, C, H, W)
+        _, delta = self.generator.generate(z, label, seed=self._seed, return_delta=True)
+        self.delta = delta.float()  # (1, WEIGHT_UPDATE_SIZE)
+        if self._axes is None:
+            self._axes = _image_axes(self.images.fig, 3, ["base theta", "patched", "|difference| x 4"],
+                                     _hwc(self.base[0]).shape)
+            if self.label is not None:
+                self.label.observe(lambda _: self._predict(), names="value")
+        self._axes[0].images[0].set_data(_hwc(self.base[0]))
         self._update()
-        self.ui = W.VBox([W.HBox([self.scale, self.target]), self.images.image, self.stats.image])
 
     def selected_delta(self) -> torch.Tensor:
         """The flat delta with every parameter but the chosen one set to zero."""
@@ -234,7 +266,7 @@ class LatentExplorer:
 
     ``model``: a ``Generator`` (the image is ``generate(z, y)``, theta + the delta the
     predictor gives it, as samples are made) or a ``VAE`` (its base decode, theta alone).
-    ``classes``: the names of a conditional model's classes (``trainer.dataset.classes``;
+    ``classes``: the names of a conditional model's classes (``trainer.class_names``;
     default: their numbers).
     """
 
@@ -242,13 +274,7 @@ class LatentExplorer:
         _check_model(model, (Generator, VAE), "model")
         self.model = model
         self.vae = model.vae if isinstance(model, Generator) else model
-        k = self.vae.num_classes
-        names = [str(c) for c in classes] if classes is not None else [str(i) for i in range(k)]
-        if len(names) != k:
-            raise ValueError(f"classes={list(names)!r}: this model has {k} classes"
-                             + ("" if k else " (it is unconditional); leave classes out"))
-        self.label = W.Dropdown(options=[(n, i) for i, n in enumerate(names)], value=0,
-                                description="class") if k else None
+        self.label = _class_menu(self.vae.num_classes, classes)
         self.seed = W.IntSlider(value=seed, min=0, max=999, description="seed")
         n = min(dims, self.vae.latent_dim)
         self.dims = [W.FloatSlider(value=0.0, min=-3, max=3, step=0.1, description=f"z[{i}]")
