@@ -149,3 +149,7 @@ def test_unseen_images_are_another_drawing_and_their_reconstructions_are_judged(
     assert 0 < record["shapes_named_unseen"] == expected["shapes_named"] < 1
     assert record["unseen_as_class"] == expected["named_as_asked"]
     assert "of images it never trained on, " in summary(record) and "as their class)" in summary(record)
+    # per class asked, in the data's order (sorted folder names), named by them
+    assert trainer.class_names == ["circle", "square", "star", "triangle"]
+    n, a = record["named_per_class"][2], record["as_asked_per_class"][2]
+    assert f"star {n:.0%}/{a:.0%}, triangle" in summary(record, trainer.class_names)

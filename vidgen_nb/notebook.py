@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from . import shipped
 from .checkpoint import CHECKPOINT, RUNS, checkpoint_file, find_run
 from .config import FAST_ENV, Config, fast_mode
 from .training import Trainer, read_metrics
@@ -19,25 +20,32 @@ def load_or_train(checkpoint: str | os.PathLike | None = "auto", *, steps: int =
 
     ``checkpoint``: a checkpoint file; ``"auto"`` (the default) is the one ``make train``
     writes, ``runs/main/checkpoint.pt``, looked for in the current folder and the
-    folders above it (so a notebook in ``notebooks/`` finds the repository's); None
-    trains. Without a checkpoint, the ``tiny`` preset trained for ``steps`` steps
-    (seconds on a CPU), with a progress bar and a word on how to get the real model.
-    In fast mode (``$VIDGEN_NB_FAST``) always the tiny one, so results do not depend
-    on what is on disk. Prints what it loaded or trained. A checkpoint named but not
+    folders above it (so a notebook in ``notebooks/`` finds the repository's), else
+    the model the kit ships (``shipped.py``; ``"shipped"`` asks for it); None trains:
+    the ``tiny`` preset for ``steps`` steps (seconds on a CPU), with a progress bar. In
+    fast mode (``$VIDGEN_NB_FAST``) always the tiny one, so results do not depend on
+    what is on disk. Prints what it loaded or trained. A checkpoint named but not
     there raises ``FileNotFoundError``; a loaded run uses the data it recorded.
     """
     path = None
     if checkpoint is not None and not fast_mode():
-        path = find_run("main") if checkpoint == "auto" else checkpoint_file(checkpoint)  # a wrong path raises
-    if path is not None:
+        if checkpoint == "auto":
+            path = find_run("main")
+            if path is None:
+                print(f"no {RUNS / 'main' / CHECKPOINT} (`make train` writes one in about 5 minutes on "
+                      "2 CPU cores): the model the kit ships")
+                checkpoint = "shipped"
+        if checkpoint == "shipped":
+            trainer = shipped.load(progress=bool(progress))
+            print(f"loaded the shipped model ({shipped.SHIPPED.name}): {describe(trainer)}")
+            return trainer
+        if path is None:
+            path = checkpoint_file(checkpoint)  # a wrong path raises
         trainer = Trainer.from_checkpoint(path, progress=bool(progress))
         # The run's records (read only: the notebook never writes into the run folder).
         trainer.history = [r for r in read_metrics(path.parent / "metrics.jsonl") if r["step"] <= trainer.step]
         print(f"loaded {os.path.relpath(path)}: {describe(trainer)}")
         return trainer
-    if checkpoint is not None and not fast_mode():
-        print(f"no trained model ({RUNS / 'main' / CHECKPOINT} not found): `make train` writes one "
-              f"(about 10 minutes on 2 CPU cores). Meanwhile, the tiny preset for {steps} steps:")
     trainer = Trainer(Config.preset("tiny"), progress=not fast_mode() if progress is None else progress)
     trainer.train(steps)
     print(f"trained the tiny preset for {steps} steps: {describe(trainer)}")

@@ -19,6 +19,7 @@ from .files import check_path, escape_unprintable_output
 from .generated_video import delta_sweep, feedback_video, latent_walk
 from .generator import Generator
 from .media import MAX_FPS, MIN_FPS, save_gif, save_mp4
+from .shipped import SHIPPED
 
 MODES = {"latent-walk": latent_walk, "delta-sweep": delta_sweep, "feedback": feedback_video}
 
@@ -28,8 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vidgen-video", description="Render videos from a trained vidgen_nb model: a walk "
         "through latent space, a sweep of the predicted delta, or a video the weight predictor drives.")
-    parser.add_argument("--checkpoint", default=str(run_checkpoint("main")),
-                        help="training checkpoint (default: runs/main/checkpoint.pt, as make train writes)")
+    parser.add_argument("--checkpoint", help="training checkpoint, or 'shipped' for the model the kit "
+                        "ships (default: runs/main/checkpoint.pt, as make train writes, or the "
+                        "shipped model when there is none)")
     parser.add_argument("--mode", choices=tuple(MODES), default="feedback")
     parser.add_argument("--frames", type=int, default=24, help="frames per video")
     parser.add_argument("--videos", type=int, default=4, help="videos, shown side by side")
@@ -64,6 +66,13 @@ def main(argv: list[str] | None = None) -> int:
             return fail(f"--{name} {getattr(args, name)}: expected a positive integer")
     if not MIN_FPS <= args.fps <= MAX_FPS:  # NaN fails too
         return fail(f"--fps {args.fps}: expected frames per second in {MIN_FPS}..{MAX_FPS}")
+    if args.checkpoint is None:
+        args.checkpoint = str(run_checkpoint("main")) if run_checkpoint("main").is_file() else "shipped"
+        if args.checkpoint == "shipped":
+            print(f"no {run_checkpoint('main')} (make train writes it): the shipped model", file=sys.stderr)
+    shipped = args.checkpoint == "shipped"
+    if shipped:
+        args.checkpoint = str(SHIPPED)
     for name in ("checkpoint", "out"):
         if getattr(args, name) is not None:
             try:
@@ -74,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"--scale {args.scale}, --damping {args.damping}: expected finite numbers")
     if args.mode == "feedback" and args.frames < 2:
         return fail(f"--frames {args.frames}: a feedback video needs at least 2 frames")
-    out = Path(args.out or Path(args.checkpoint).parent / f"{args.mode}.gif")
+    # Beside the checkpoint; the shipped model's into the current folder, not the kit's.
+    out = Path(args.out or (Path() if shipped else Path(args.checkpoint).parent) / f"{args.mode}.gif")
     if out.suffix.lower() not in (".gif", ".mp4"):
         return fail(f"--out {out}: expected a .gif or .mp4 file name")
     if out.is_dir() or any(p.exists() and not p.is_dir() for p in out.parents):

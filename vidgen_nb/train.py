@@ -251,7 +251,7 @@ def _finish(trainer: Trainer, parser, start: int, seconds: float, say) -> int:
           + swd_change(trainer.swd_start, figures["swd"]))
     for fork in trainer.lineage:
         print(f"  a fork of {fork['checkpoint']} at step {fork['step']}")
-    print(summary(figures))
+    print(summary(figures, trainer.class_names))
     for path in paths:
         print(f"  wrote {path}")
     return 0
@@ -283,8 +283,10 @@ def _os_reason(exc: OSError) -> str:
     return path_problem(exc)
 
 
-def summary(f: dict) -> str:
-    """The quality figures of ``Trainer.evaluate`` as a few readable lines."""
+def summary(f: dict, classes=None) -> str:
+    """The quality figures of ``Trainer.evaluate`` as a few readable lines; ``classes``,
+    a conditional model's class names (``Trainer.class_names``), name its per-class
+    figures (else they go by number, in the data's order)."""
     times = (f"x{f['swd'] / f['swd_floor']:.1f}" if f["swd_floor"] > 0
              else "the data's images are all alike")
     lines = [f"  samples: SWD {f['swd']:.4f} against a real-vs-real floor of {f['swd_floor']:.4f} ({times})"]
@@ -299,8 +301,9 @@ def summary(f: dict) -> str:
         lines.append(f"  shapes: the judge names a shape in {f['shapes_named']:.0%} of the samples "
                      f"({counts}), in {f['shapes_named_real']:.0%} of real images{recon}")
         if "named_as_asked" in f:  # a class-conditional model
-            per_class = ", ".join(f"{n:.0%}/{a:.0%}" for n, a in zip(f["named_per_class"],
-                                                                  f["as_asked_per_class"]))
+            names = classes or range(len(f["named_per_class"]))
+            per_class = ", ".join(f"{name} {n:.0%}/{a:.0%}" for name, n, a in zip(
+                names, f["named_per_class"], f["as_asked_per_class"]))
             lines.append(f"  classes: named as the class asked in {f['named_as_asked']:.0%} of the "
                          f"samples ({f['as_asked_of_named']:.0%} of the named ones); per class "
                          f"asked, named/as asked: {per_class}")
