@@ -81,6 +81,21 @@ def test_a_run_stopped_half_way_continues_from_its_checkpoint_as_if_never_stoppe
     assert [p[2] for p in resumed["curve"]] == pytest.approx([p[2] for p in straight["curve"]], abs=1e-5)
 
 
+def test_a_study_given_more_steps_continues_its_runs(study, tmp_path, monkeypatch):
+    short = Study(tmp_path / "s", arms=["full"], seeds=[0], **{**TINY, "steps": 2})
+    first = short.run(progress=False)["runs"][0]
+    trained = []
+    monkeypatch.setattr(Trainer, "train", lambda self, n, _train=Trainer.train: trained.append(
+        (self.step, n)) or _train(self, n))
+    longer = Study(tmp_path / "s", arms=["full"], seeds=[0], **TINY).run(progress=False)["runs"][0]
+    assert trained == [(2, 2)]  # from its checkpoint at step 2, not from the start
+    straight = json.loads((study.folder("full", 0) / "result.json").read_text())
+    assert [p[0] for p in longer["curve"]] == [0, 2, 4] and longer["steps"] == 4
+    assert longer["curve"][:2] == [list(p) for p in first["curve"]]  # its records kept
+    assert [p[2] for p in longer["curve"]] == pytest.approx([p[2] for p in straight["curve"]], abs=1e-5)
+    assert json.loads((tmp_path / "s" / "study.json").read_text())["steps"] == 4
+
+
 def test_runs_in_parallel_processes_give_the_same_results(study, tmp_path):
     s = Study(tmp_path / "p", arms=["full"], seeds=[0, 1], **TINY)
     parallel = s.run(jobs=2, progress=False)["runs"]
@@ -100,9 +115,9 @@ def test_bad_arms_seeds_and_folders_are_named_in_one_line(study, capsys):
         "vidgen-experiment: error: --arms: arms ['nope']: expected names among full, no-predictor")
     assert "--seeds: 'a,b': expected comma-separated integers" in error("--seeds", "a,b")
     assert "--steps: steps=0: expected a positive integer" in error("--preset", "tiny", "--steps", "0")
-    message = error("--out", str(study.out), "--preset", "tiny", "--steps", "6", "--swd-every", "2",
+    message = error("--out", str(study.out), "--preset", "tiny", "--steps", "2", "--swd-every", "2",
                     "--arms", "full", "--seeds", "0")
-    assert "was made with other settings (steps: folder 4, now 6)" in message
+    assert "was made with other settings (steps: folder 4, now 2)" in message
     assert "\n" not in message
 
 

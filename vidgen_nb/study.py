@@ -44,6 +44,11 @@ def _read_config(stored: dict) -> Config | None:
         return None
 
 
+def _same_but_steps(a: Config, b: Config) -> bool:
+    """The same run but for its total steps (a study may be given more)."""
+    return a.replace(steps=b.train.steps) == b
+
+
 def run_arm(folder: Path, config: Config, *, swd_every: int, data=None, device=None,
             precision: str = "auto", report=None, stop=None) -> dict:
     """Train one arm and seed in ``folder`` (continuing a checkpoint there) and return its result.
@@ -63,14 +68,16 @@ def run_arm(folder: Path, config: Config, *, swd_every: int, data=None, device=N
     result_file = folder / "result.json"
     if result_file.exists():
         result = json.loads(result_file.read_text())
-        if "config" in result and _read_config(result["config"]) != config:
+        if "config" in result and not _same_but_steps(_read_config(result["config"]), config):
             raise ValueError(f"{result_file} was made with another config than this study's "
                              f"arm {folder.parent.name}; move it away or use another study folder")
-        return result
+        if result["steps"] >= config.train.steps:
+            return result
+        # A study given more steps: the run goes on from its checkpoint, its curve with it.
     common = dict(data=data, out=folder, device=device, progress=False, precision=precision)
     if (folder / CHECKPOINT).exists():
         trainer = Trainer.from_checkpoint(folder / CHECKPOINT, **common)
-        if trainer.config != config:
+        if not _same_but_steps(trainer.config, config):
             raise ValueError(f"{folder / CHECKPOINT} was made with another config than this "
                              "study's; move it away or use another study folder")
     else:
@@ -241,8 +248,10 @@ class Study:
         except ValueError:
             raise ValueError(f"{stored} is not JSON; is {self.out} a study folder?") from None
         theirs.setdefault("set", {})
+        # More steps than before continue its runs; anything else would mix two studies.
         differ = [f"{k}: folder {theirs.get(k)!r}, now {v!r}" for k, v in self.settings.items()
-                  if theirs.get(k) != v]
+                  if theirs.get(k) != v and not (k == "steps" and isinstance(theirs.get(k), int)
+                                                 and v > theirs[k])]
         if differ:
             raise ValueError(f"study folder {self.out} was made with other settings ("
                              + "; ".join(differ) + "); use another folder or the same settings")
@@ -263,6 +272,11 @@ class Study:
         return [(arm, seed) for seed in seeds for arm, a in self.arms.items()
                 if seed in (a.seeds or self.seeds)]
 
+    def _finished(self, arm: str, seed: int) -> bool:
+        """Whether the run has its result, for as many steps as the study asks."""
+        result = self.folder(arm, seed) / "result.json"
+        return result.exists() and json.loads(result.read_text())["steps"] >= self.settings["steps"]
+
     def run(self, *, jobs: int = 1, device=None, progress: bool = True) -> dict:
         """Train every run not finished yet (``jobs`` at a time), then write the summary."""
         if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
@@ -271,7 +285,7 @@ class Study:
         self.out.mkdir(parents=True, exist_ok=True)
         with atomic_write(self.out / "study.json") as tmp:
             tmp.write_text(json.dumps({**self.settings, "version": __version__}, indent=1))
-        todo = [(a, s) for a, s in self.runs() if not (self.folder(a, s) / "result.json").exists()]
+        todo = [(a, s) for a, s in self.runs() if not self._finished(a, s)]
         for arm, seed in set(self.runs()) - set(todo):  # finished: read back, its config checked
             run_arm(self.folder(arm, seed), self.config(arm, seed), swd_every=1)
         total = len(self.runs()) * self.settings["steps"]
