@@ -1,7 +1,7 @@
 """The model that ships with the kit, so that notebooks and widgets show a trained
 model before anything is trained here.
 
-It is ``make train``'s preset trained eight times longer, with a longer weight average
+It is ``make train``'s preset trained sixteen times longer, with a longer weight average
 (``docs/results/shipped``: its spec, figures and samples). ``make train`` writes
 ``runs/main`` in minutes, and the notebooks prefer that when it exists.
 
