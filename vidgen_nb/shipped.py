@@ -30,7 +30,7 @@ LEFT_OUT = ("opt_g", "opt_d", "rng", "batches_seen")  # what only training on ne
 HISTORY_EVERY = 100  # steps between the loss records kept (every evaluation is kept)
 
 
-def export(run: str | os.PathLike, dest: str | os.PathLike = SHIPPED) -> Path:
+def export(run: str | os.PathLike, dest: str | os.PathLike | None = None) -> Path:
     """Write the model to ship from a finished run (its folder or checkpoint): the
     checkpoint less ``LEFT_OUT``, with its records thinned to every ``HISTORY_EVERY``
     steps and every evaluation."""
@@ -42,7 +42,7 @@ def export(run: str | os.PathLike, dest: str | os.PathLike = SHIPPED) -> Path:
                and ("swd" in r or r["step"] % HISTORY_EVERY == 0)]
     shipped = {k: v for k, v in state.items() if k not in LEFT_OUT}
     shipped.update(history=history, command=COMMAND, lineage=[])
-    return save_atomic(shipped, dest)
+    return save_atomic(shipped, SHIPPED if dest is None else dest)
 
 
 def load(path: str | os.PathLike | None = None, *, progress: bool = False):
@@ -58,7 +58,7 @@ def load(path: str | os.PathLike | None = None, *, progress: bool = False):
         raise ValueError(f"{path}: history is missing: not a file `python -m vidgen_nb.shipped` wrote")
     if "folder" in state["data"]:
         raise ValueError(f"{path}: trained on a folder of its own; a shipped model trains on the built-in data")
-    trainer = Trainer(config, progress=progress, _resuming=True)
+    trainer = Trainer(config, progress=progress)
     try:
         trainer.load_weights(state)
     except ValueError as exc:
@@ -73,7 +73,7 @@ def load(path: str | os.PathLike | None = None, *, progress: bool = False):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vidgen_nb.shipped", description=__doc__.split("\n\n")[0])
     parser.add_argument("run", help="the finished run's folder or checkpoint")
-    parser.add_argument("--out", default=str(SHIPPED), help=f"the file to write (default: {SHIPPED})")
+    parser.add_argument("--out", help=f"the file to write (default: {SHIPPED})")
     args = parser.parse_args(argv)
     try:
         written = export(args.run, args.out)
