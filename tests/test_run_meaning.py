@@ -290,10 +290,16 @@ def test_a_full_disk_while_drawing_the_final_pictures_is_one_line(run, tmp_path,
     assert load_checkpoint(tmp_path / "fork" / "checkpoint.pt")["step"] == 3
 
 
+@pytest.mark.parametrize("run_main", [False, True], ids=["no runs/main", "runs/main"])
 @pytest.mark.parametrize("option", ["--checkpoint", "--out"])
-def test_vidgen_video_paths_longer_than_the_system_allows_are_one_line(tmp_path, capsys, option):
+def test_vidgen_video_paths_longer_than_the_system_allows_are_one_line(tmp_path, capsys, monkeypatch,
+                                                                       option, run_main):
     from vidgen_nb.render import main as video_main
 
+    monkeypatch.chdir(tmp_path)  # with or without a runs/main: the error is the only line either way
+    if run_main:
+        (tmp_path / "runs" / "main").mkdir(parents=True)
+        (tmp_path / "runs" / "main" / "checkpoint.pt").touch()
     long = str(tmp_path / ("v" * 300)) + ".gif"
     assert video_main([option, long]) == 2
     err = capsys.readouterr().err.strip()

@@ -66,10 +66,9 @@ def main(argv: list[str] | None = None) -> int:
             return fail(f"--{name} {getattr(args, name)}: expected a positive integer")
     if not MIN_FPS <= args.fps <= MAX_FPS:  # NaN fails too
         return fail(f"--fps {args.fps}: expected frames per second in {MIN_FPS}..{MAX_FPS}")
+    fallback = args.checkpoint is None and not run_checkpoint("main").is_file()
     if args.checkpoint is None:
-        args.checkpoint = str(run_checkpoint("main")) if run_checkpoint("main").is_file() else "shipped"
-        if args.checkpoint == "shipped":
-            print(f"no {run_checkpoint('main')} (make train writes it): the shipped model", file=sys.stderr)
+        args.checkpoint = "shipped" if fallback else str(run_checkpoint("main"))
     shipped = args.checkpoint == "shipped"
     if shipped:
         args.checkpoint = str(SHIPPED)
@@ -93,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         device = pick_device(args.device)
     except ValueError as exc:
         return fail(f"--device: {exc}")
+    if fallback:  # said once the arguments are known good, so that an error stays one line
+        print(f"no {run_checkpoint('main')} (make train writes it): the shipped model", file=sys.stderr)
     try:
         generator = Generator.from_checkpoint(args.checkpoint, device)
     except FileNotFoundError:
