@@ -2,6 +2,7 @@
 
 import json
 import signal
+import statistics
 
 import pytest
 
@@ -49,12 +50,43 @@ def test_a_study_writes_each_run_and_a_summary_with_paired_differences(study):
     assert paired["per_seed"] == pytest.approx([by["no-predictor", s] - by["full", s] for s in (0, 1)])
     assert summary["arms"]["full"]["swd"]["per_seed"] == pytest.approx([by["full", 0], by["full", 1]])
     assert "--preset tiny --arms full,no-predictor --seeds 0,1 --steps 4" in summary["command"]
+    median = {a: statistics.median(r["train_seconds"] for r in runs if r["arm"] == a) for a in ("full", "no-predictor")}
+    for r in runs:  # the faster arm's time; the slower arm's curve read at the step it reached by then
+        assert r["equal_time_seconds"] == pytest.approx(min(median.values()))
+        assert r["step_at_equal_time"] == pytest.approx(4 * min(median.values()) / median[r["arm"]])
+    assert "shapes_named_at_equal_time_minus_full" in summary["arms"]["no-predictor"]
     table = (study.out / "results.md").read_text()
+    assert "At equal training time" in table
     assert "| no-predictor |" in table and f"{by['full', 1]:.4f}" in table
-    rows = [line for line in table.splitlines() if line.startswith("|")]
-    assert len({line.count("|") for line in rows}) == 1  # every row has the header's columns
+    for part in table.split("\n\n"):  # every row of each table has its header's columns
+        rows = [line for line in part.splitlines() if line.startswith("|")]
+        assert len({line.count("|") for line in rows}) <= 1 and len(rows) in (0, 4)
     for name in ("swd.png", "samples.png", "full/seed_1/samples.png"):
         assert (study.out / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_figures_at_equal_training_time_are_read_off_each_curve():
+    from vidgen_nb.report import add_equal_time, value_at
+
+    def run(arm, seed, seconds, named):  # evaluated at steps 0, 10, 20
+        return {"arm": arm, "seed": seed, "steps": 20, "train_seconds": seconds, "points": [
+            {"step": step, "swd": 1.0 - v, "shapes_named": v, "named_as_asked": v / 2}
+            for step, v in zip((0, 10, 20), named)]}
+
+    runs = [run("full", 0, 40.0, [0.0, 0.5, 0.9]), run("fast", 0, 30.0, [0.0, 0.4, 0.6]),
+            run("full", 1, 40.0, [0.0, 0.3, 0.7]), run("fast", 1, 90.0, [0.0, 0.2, 0.4]),  # slowed down
+            run("fast", 2, 30.0, [0.0, 0.2, 0.8])]
+    add_equal_time(runs)
+    assert {r["equal_time_seconds"] for r in runs} == {30.0}  # fast's median time: 30 s for 20 steps
+    full0, fast0, full1, fast1, _ = runs
+    assert full0["step_at_equal_time"] == 15 and full0["shapes_named_at_equal_time"] == pytest.approx(0.7)
+    assert full1["shapes_named_at_equal_time"] == pytest.approx(0.5) and full0["swd_at_equal_time"] == pytest.approx(0.3)
+    assert fast0["step_at_equal_time"] == fast1["step_at_equal_time"] == 20  # its own end, slowed or not
+    assert fast1["named_as_asked_at_equal_time"] == pytest.approx(0.2)
+    assert value_at(full0["points"], 25, "swd") is None  # past its end: not made up
+    one_arm = [run("full", 0, 40.0, [0.0, 0.5, 0.9])]
+    add_equal_time(one_arm)
+    assert "equal_time_seconds" not in one_arm[0]
 
 
 def test_running_a_finished_study_again_trains_nothing(study, monkeypatch):

@@ -22,11 +22,15 @@ import torch
 from . import __version__
 from .files import atomic_write
 
+# Read off each run's curve at the step its arm reaches in the training time the
+# fastest arm takes: a comparison at equal compute beside the one at equal steps.
+AT_EQUAL_TIME = ("step", "swd", "shapes_named", "named_as_asked")
+EQUAL = tuple(f"{key}_at_equal_time" for key in AT_EQUAL_TIME)
 # The figures summarised per arm (each run's result.json holds every figure of evaluate()).
 FIGURES = ("swd", "shapes_named", "named_as_asked", "as_asked_of_named", "shapes_named_recon",
            "shapes_named_unseen", "unseen_as_class", "recon_rms", "kl_per_dim", "delta_spread",
-           "delta_min_cos", "train_seconds", "images_per_s")
-PAIRED = ("swd", "shapes_named")  # differences against the baseline, seed by seed
+           "delta_min_cos", "train_seconds", "images_per_s", "equal_time_seconds", *EQUAL)
+PAIRED = ("swd", "shapes_named", "named_as_asked", *EQUAL[1:])  # against the baseline, seed by seed
 
 
 def mean_sd(values) -> tuple[float, float]:
@@ -35,6 +39,38 @@ def mean_sd(values) -> tuple[float, float]:
     if not values:
         return math.nan, math.nan
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
+
+
+def value_at(points: list[dict], step: float, key: str) -> float | None:
+    """``key`` at ``step``, linear between the two evaluations around it; None where
+    the run did not get that far or lacks the figure."""
+    pairs = [(p["step"], p.get(key)) for p in points]
+    for (s0, v0), (s1, v1) in zip(pairs, pairs[1:]):
+        if s0 <= step <= s1 and v0 is not None and v1 is not None:
+            return v1 if s1 == s0 else v0 + (v1 - v0) * (step - s0) / (s1 - s0)
+    return None
+
+
+def add_equal_time(runs: list[dict]) -> None:
+    """Give every run ``equal_time_seconds`` and ``<figure>_at_equal_time`` for each of
+    ``AT_EQUAL_TIME``: its curve read at the step its arm reaches in the time the
+    fastest arm takes for the study's steps. An arm's time per step is the median over
+    its seeds, so that one run slowed by another program on the machine does not move
+    the comparison. In place; nothing for a one-arm study."""
+    runs = [r for r in runs if r.get("points") and r.get("train_seconds")]
+    per_step = {arm: statistics.median(r["train_seconds"] / r["steps"] for r in runs if r["arm"] == arm)
+                for arm in dict.fromkeys(r["arm"] for r in runs)}
+    if len(per_step) < 2:
+        return
+    steps = min(r["steps"] for r in runs)
+    seconds = min(per_step.values()) * steps
+    for r in runs:
+        r["equal_time_seconds"] = seconds
+        step = min(seconds / per_step[r["arm"]], steps)  # the fastest arm: its last step, not past it
+        for key in AT_EQUAL_TIME:
+            value = value_at(r["points"], step, key)
+            if value is not None:
+                r[f"{key}_at_equal_time"] = value
 
 
 def arm_table(runs: list[dict], arm: str, baseline: str = "full") -> dict:
@@ -77,24 +113,45 @@ def markdown_table(summary: dict) -> str:
     """The study as a Markdown table: mean ± sd over seeds, per-seed SWD, paired differences."""
     base = summary.get("baseline", "full")
     rows = [f"| arm | SWD (mean ± sd) | SWD per seed | SWD − {base}, paired | shapes named | "
-            f"named − {base}, paired | named as asked | reconstructions named | unseen reconstructions named | "
+            f"named − {base}, paired | named as asked | as asked − {base}, paired | reconstructions named | unseen reconstructions named | "
             "recon RMS | delta spread | min cosine | mean-delta cost | train s | images/s |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for arm, t in summary["arms"].items():
         per_seed = ", ".join(f"{v:.4f}" for v in t.get("swd", {}).get("per_seed", []))
         rows.append(f"| {arm} | {_pm(t.get('swd'))} | {per_seed} | {_pm(t.get('swd_minus_' + _key(base)))} | "
                     f"{_pm(t.get('shapes_named'), 2)} | {_pm(t.get('shapes_named_minus_' + _key(base)), 2)} | "
-                    f"{_pm(t.get('named_as_asked'), 2)} | "
+                    f"{_pm(t.get('named_as_asked'), 2)} | {_pm(t.get('named_as_asked_minus_' + _key(base)), 2)} | "
                     f"{_pm(t.get('shapes_named_recon'), 2)} | {_pm(t.get('shapes_named_unseen'), 2)} | "
                     f"{_pm(t.get('recon_rms'), 3)} | "
                     f"{_pm(t.get('delta_spread'), 3)} | {_pm(t.get('delta_min_cos'), 3)} | "
                     f"{_pm(t.get('mean_delta_cost'))} | {_pm(t.get('train_seconds'), 0)} | "
                     f"{_pm(t.get('images_per_s'), 0)} |")
+    rows += _equal_time_table(summary)
     s = summary["settings"]
     return "\n".join([*rows, "", f"Preset {s['preset']}, {s['steps']} steps, seeds {s['seeds']}, "
                       f"on {', '.join(summary.get('devices', [])) or '?'}; "
                       f"SWD against real images (lower is better). Command: `{summary['command']}`"
                       + (f", commit {summary['commit']}" if summary.get("commit") else "") + "."])
+
+
+def _equal_time_table(summary: dict) -> list[str]:
+    """The figures at equal training time, as a second table (none for a one-arm study)."""
+    base = _key(summary.get("baseline", "full"))
+    arms = {a: t for a, t in summary["arms"].items() if "equal_time_seconds" in t}
+    if len(arms) < 2:
+        return []
+    rows = ["", "At equal training time (each run's curve read, linearly between evaluations, at the "
+            "step its arm reaches in the fastest arm's time; an arm's time per step is its median "
+            "over seeds):", "",
+            f"| arm | seconds | steps by then | SWD | SWD − {base}, paired | shapes named | named − {base}, paired | "
+            f"named as asked | as asked − {base}, paired |", "|---|---|---|---|---|---|---|---|---|"]
+    for arm, t in arms.items():
+        cells = [_pm(t.get("equal_time_seconds"), 0), _pm(t.get("step_at_equal_time"), 0)]
+        for key, digits in (("swd", 4), ("shapes_named", 2), ("named_as_asked", 2)):
+            cells += [_pm(t.get(f"{key}_at_equal_time"), digits),
+                      _pm(t.get(f"{key}_at_equal_time_minus_{base}"), digits)]
+        rows.append(f"| {arm} | " + " | ".join(cells) + " |")
+    return rows
 
 
 def summarise(study, *, commit: str | None = None) -> dict:
@@ -104,6 +161,7 @@ def summarise(study, *, commit: str | None = None) -> dict:
     from .plots import plot_study_samples, plot_study_swd
 
     runs = study.results()
+    add_equal_time(runs)
     arms = list(study.arms)
     baseline = "full" if "full" in study.arms else arms[0]
     summary = {"settings": {**study.settings, "arms": {a: study.arms[a].overrides for a in arms},
