@@ -157,36 +157,52 @@ def plot_feedback(stats: dict) -> Figure:
     return fig
 
 
+def _series(run: dict, key: str) -> list[tuple]:
+    """(step, training seconds, value) of one figure through a run: from its ``points``
+    (every figure), or for SWD from its ``curve`` (what older results keep)."""
+    if run.get("points") and key in run["points"][-1]:
+        return [(p["step"], p["train_seconds"], p[key]) for p in run["points"]]
+    return [tuple(p) for p in run["curve"]] if key == "swd" else []
+
+
 def plot_study_swd(runs: list[dict], arms: list[str]) -> Figure:
-    """A study's SWD during training, against the step and against training seconds.
+    """A study's SWD, and the judge's share of samples named where the runs have it,
+    during training: against the step and against training seconds.
 
     One colour per arm: a thin line per seed and, against the step, a thick line for
-    the mean over seeds (``runs``: the ``result.json`` of each run, with its ``curve``).
+    the mean over seeds (``runs``: the ``result.json`` of each run). Dashed: the same
+    figure for real images (SWD of one half against the other; the share named).
     """
-    fig = Figure(figsize=(11, 4), layout="constrained")
-    by_step, by_time = fig.subplots(1, 2, sharey=True)
+    rows = [("swd", "SWD to real images (log; lower is better)", "log", "swd_floor")]
+    if runs and all(_series(r, "shapes_named") for r in runs):
+        rows.append(("shapes_named", "share of samples the judge names", "linear", "shapes_named_real"))
+    fig = Figure(figsize=(11, 4 * len(rows)), layout="constrained")
     colours = {arm: f"C{i}" for i, arm in enumerate(arms)}
-    for arm in arms:
-        curves = [r["curve"] for r in runs if r["arm"] == arm]
-        for curve in curves:
-            steps, seconds, values = zip(*curve)
-            by_step.plot(steps, values, color=colours[arm], lw=0.7, alpha=0.5)
-            by_time.plot(seconds, values, color=colours[arm], lw=1, alpha=0.8,
-                         label=arm if curve is curves[0] else None)
-        common = min((len(c) for c in curves), default=0)
-        if common:
-            mean = [sum(c[i][2] for c in curves) / len(curves) for i in range(common)]
-            by_step.plot([p[0] for p in curves[0][:common]], mean, color=colours[arm], lw=2.2, label=arm)
-    by_step.set(xlabel="step", ylabel="SWD to real images (log; lower is better)",
-                title="equal steps (thick: mean over seeds)", yscale="log")
-    by_time.set(xlabel="training seconds", title="equal time (one line per seed)")
-    floors = [r["swd_floor"] for r in runs if "swd_floor" in r]
-    for ax in (by_step, by_time):
-        ax.grid(alpha=0.3, which="both")
-        if floors:
-            ax.axhline(sum(floors) / len(floors), color="k", ls="--", lw=1,
-                       label="real vs real" if ax is by_step else None)
-    by_step.legend(fontsize=8)
+    for (by_step, by_time), (key, label, scale, real) in zip(fig.subplots(len(rows), 2, squeeze=False), rows):
+        for arm in arms:
+            curves = [_series(r, key) for r in runs if r["arm"] == arm]
+            for curve in curves:
+                steps, seconds, values = zip(*curve)
+                by_step.plot(steps, values, color=colours[arm], lw=0.7, alpha=0.5)
+                by_time.plot(seconds, values, color=colours[arm], lw=1, alpha=0.8,
+                             label=arm if curve is curves[0] else None)
+            common = min((len(c) for c in curves), default=0)
+            if common:
+                mean = [sum(c[i][2] for c in curves) / len(curves) for i in range(common)]
+                by_step.plot([p[0] for p in curves[0][:common]], mean, color=colours[arm], lw=2.2, label=arm)
+        by_step.set(xlabel="step", ylabel=label, yscale=scale)
+        by_time.set(xlabel="training seconds", yscale=scale)
+        reference = [r[real] for r in runs if real in r]
+        for ax in (by_step, by_time):
+            ax.grid(alpha=0.3, which="both")
+            if reference:
+                ax.axhline(sum(reference) / len(reference), color="k", ls="--", lw=1,
+                           label="real images" if ax is by_step else None)
+        by_step.sharey(by_time)
+    top_step, top_time = fig.axes[:2]
+    top_step.set_title("equal steps (thick: mean over seeds)")
+    top_time.set_title("equal time (one line per seed)")
+    top_step.legend(fontsize=8)
     return fig
 
 
