@@ -166,6 +166,21 @@ def test_the_summary_statistics():
     assert mean == 5.0 and sd != sd  # one seed: no spread to report (nan)
 
 
+def test_paired_differences_carry_a_95_percent_interval():
+    from vidgen_nb.report import arm_table, interval, t_975
+
+    # Student's t quantiles as printed in tables; past the table, the expansion.
+    assert (t_975(1), t_975(4), t_975(30)) == (12.706, 2.776, 2.042)
+    assert t_975(40) == pytest.approx(2.021, abs=1e-3) and t_975(120) == pytest.approx(1.980, abs=1e-3)
+    low, high = interval([1.0, 2.0, 3.0])  # mean 2, sd 1, n 3: 2 -+ 4.303 / sqrt(3)
+    assert (low, high) == pytest.approx((2 - 4.303 / 3**0.5, 2 + 4.303 / 3**0.5))
+    runs = [{"arm": arm, "seed": seed, "swd": swd, "shapes_named": 0.5}
+            for arm, seed, swd in (("full", 0, 0.10), ("full", 1, 0.20), ("a", 0, 0.15), ("a", 1, 0.21))]
+    paired = arm_table(runs, "a")["swd_minus_full"]
+    assert paired["per_seed"] == pytest.approx([0.05, 0.01])
+    assert paired["ci95"] == pytest.approx(interval([0.05, 0.01]))
+
+
 def test_arms_as_data_a_two_arm_study_of_the_tiny_preset_through_the_command_line(tmp_path, capsys):
     out = tmp_path / "arms"
     assert main(["--out", str(out), "--preset", "tiny", "--steps", "2", "--swd-every", "2", "--seeds", "0",

@@ -41,6 +41,30 @@ def mean_sd(values) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
 
 
+# Student's t, two-sided 95% (the 0.975 quantile), for 1..30 degrees of freedom.
+T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+         2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+         2.052, 2.048, 2.045, 2.042)
+
+
+def t_975(df: int) -> float:
+    """The 0.975 quantile of Student's t with ``df`` degrees of freedom: the table up
+    to 30, beyond it the Cornish-Fisher expansion around the normal's (error < 0.001)."""
+    if df < 1:
+        return math.nan
+    if df <= len(T_975):
+        return T_975[df - 1]
+    z = statistics.NormalDist().inv_cdf(0.975)
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+def interval(diffs: list[float]) -> tuple[float, float]:
+    """The 95% confidence interval of the mean of paired differences (t, n − 1 df)."""
+    m, sd = mean_sd(diffs)
+    half = t_975(len(diffs) - 1) * sd / math.sqrt(len(diffs))
+    return m - half, m + half
+
+
 def value_at(points: list[dict], step: float, key: str) -> float | None:
     """``key`` at ``step``, linear between the two evaluations around it; None where
     the run did not get that far or lacks the figure."""
@@ -94,7 +118,7 @@ def arm_table(runs: list[dict], arm: str, baseline: str = "full") -> dict:
             diffs = [mine[s][key] - theirs[s][key] for s in paired]
             m, sd = mean_sd(diffs)
             table[f"{key}_minus_{_key(baseline)}"] = {"mean": m, "sd": sd, "per_seed": diffs,
-                                                      "seeds": paired}
+                                                      "seeds": paired, "ci95": interval(diffs)}
     return table
 
 
