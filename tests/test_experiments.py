@@ -128,6 +128,26 @@ def test_a_study_given_more_steps_continues_its_runs(study, tmp_path, monkeypatc
     assert json.loads((tmp_path / "s" / "study.json").read_text())["steps"] == 4
 
 
+def test_a_study_recorded_elsewhere_goes_on_from_its_results_json(study, tmp_path, monkeypatch, capsys):
+    recorded = study.out / "results.json"
+    more = tmp_path / "more"  # a new machine: no run folders, one seed more
+    trained = []
+    monkeypatch.setattr(Trainer, "train", lambda self, n, _train=Trainer.train: trained.append(
+        self.config.seed) or _train(self, n))
+    assert main(["--out", str(more), "--arms", "full,no-predictor", "--seeds", "0,1,2", "--preset", "tiny",
+                 "--steps", "4", "--swd-every", "2", "--quiet", "--restore", str(recorded)]) == 0
+    assert "restored 4 finished runs" in capsys.readouterr().err
+    assert set(trained) == {2}  # only the new seed trained
+    summary = json.loads((more / "results.json").read_text())
+    old = {(r["arm"], r["seed"]): r["swd"] for r in json.loads(recorded.read_text())["runs"]}
+    assert old == {(r["arm"], r["seed"]): r["swd"] for r in summary["runs"] if r["seed"] < 2}
+    assert summary["samples_seed"] == 2  # the one seed whose samples are here
+    with pytest.raises(ValueError, match=r"--restore .*other settings \(swd_every\)"):
+        Study(tmp_path / "other", arms=["full"], seeds=[0], **{**TINY, "swd_every": 4}).restore(recorded)
+    with pytest.raises(ValueError, match="run full seed 0 was made with another config"):
+        Study(tmp_path / "other", arms=["full"], seeds=[0], **{**TINY, "steps": 6}).restore(recorded)
+
+
 def test_runs_in_parallel_processes_give_the_same_results(study, tmp_path):
     s = Study(tmp_path / "p", arms=["full"], seeds=[0, 1], **TINY)
     parallel = s.run(jobs=2, progress=False)["runs"]

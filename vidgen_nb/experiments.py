@@ -61,6 +61,9 @@ def build_parser() -> Parser:
     p.add_argument("--data", metavar="FOLDER", help="ImageFolder tree (default: built-in shapes)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     p.add_argument("--precision", choices=PRECISIONS, help="as for vidgen-train (default: auto)")
+    p.add_argument("--restore", metavar="RESULTS_JSON",
+                   help="first write back the finished runs a study's results.json keeps (a study "
+                        "recorded elsewhere, continued here with more seeds or arms)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_options(p, leave_out=("steps", "seed"))
     return p
@@ -102,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
             if out.exists() and not out.is_dir():
                 raise ValueError(f"--out: {out} is a file; a study writes a folder")
         study = study_from_args(args)
+        if args.restore:
+            restored = study.restore(args.restore)
+            print(f"restored {len(restored)} finished runs from {args.restore}", file=sys.stderr)
         summary = study.run(jobs=args.jobs, device=args.device, progress=not args.quiet)
     except ValueError as exc:
         text = str(exc)

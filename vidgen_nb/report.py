@@ -191,7 +191,7 @@ def summarise(study, *, commit: str | None = None) -> dict:
     summary = {"settings": {**study.settings, "arms": {a: study.arms[a].overrides for a in arms},
                             "seeds": study.seeds},
                "command": study.command(), "commit": commit or _commit(), "version": __version__,
-               "baseline": baseline,
+               "baseline": baseline, "samples_seed": _grid_seed(study),
                "devices": sorted({f"{r['device']} {r['precision']}" for r in runs}),
                "arms": {arm: {"question": study.arms[arm].question, **arm_table(runs, arm, baseline)}
                         for arm in arms},
@@ -201,10 +201,16 @@ def summarise(study, *, commit: str | None = None) -> dict:
     with atomic_write(study.out / "results.md") as tmp:
         tmp.write_text(markdown_table(summary) + "\n")
     for name, figure in (("swd.png", plot_study_swd(runs, arms)),
-                         ("samples.png", plot_study_samples(study.out, arms, study.seeds[0]))):
+                         ("samples.png", plot_study_samples(study.out, arms, summary["samples_seed"]))):
         with atomic_write(study.out / name) as tmp:
             figure.savefig(tmp, format="png", dpi=80)
     return summary
+
+
+def _grid_seed(study) -> int:
+    """The first seed whose every arm has its samples here (restored runs have none)."""
+    return next((seed for seed in study.seeds if all(
+        (study.folder(arm, seed) / "samples.png").exists() for arm in study.arms)), study.seeds[0])
 
 
 def machine(device: torch.device) -> str:

@@ -256,6 +256,42 @@ class Study:
             raise ValueError(f"study folder {self.out} was made with other settings ("
                              + "; ".join(differ) + "); use another folder or the same settings")
 
+    def restore(self, path: str | os.PathLike) -> list[tuple[str, int]]:
+        """Write back the finished runs that a study's ``results.json`` keeps, for the
+        runs of this study that this folder lacks, and return them as (arm, seed).
+
+        How a study recorded on one machine (its ``results.json`` committed, its
+        checkpoints left behind) goes on with more seeds or arms on another. A run made
+        with other settings or another config, or with fewer steps than this study's
+        (it has no checkpoint to continue from), is refused by name.
+        """
+        path = Path(path)
+        try:
+            recorded = json.loads(path.read_text())
+            theirs, runs = recorded["settings"], recorded["runs"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"--restore {path}: expected a study's results.json ({exc})") from None
+        differ = [k for k in ("preset", "swd_every", "data", "precision", "set")
+                  if theirs.get(k, {} if k == "set" else None) != self.settings[k]]
+        if differ:
+            raise ValueError(f"--restore {path}: made with other settings ({', '.join(differ)}) "
+                             f"than the study in {self.out}")
+        restored = []
+        for result in runs:
+            arm, seed = result["arm"], result["seed"]
+            if (arm, seed) not in self.runs() or (self.folder(arm, seed) / "result.json").exists():
+                continue
+            config = _read_config(result.get("config", {}))
+            if result["steps"] != self.settings["steps"] or config is None or not _same_but_steps(
+                    config, self.config(arm, seed)):
+                raise ValueError(f"--restore {path}: its run {arm} seed {seed} was made with another "
+                                 f"config or steps ({result['steps']}) than this study's")
+            self.folder(arm, seed).mkdir(parents=True, exist_ok=True)
+            with atomic_write(self.folder(arm, seed) / "result.json") as tmp:
+                tmp.write_text(json.dumps(result, indent=1))
+            restored.append((arm, seed))
+        return restored
+
     def folder(self, arm: str, seed: int) -> Path:
         return self.out / arm / f"seed_{seed}"
 
