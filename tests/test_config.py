@@ -40,6 +40,7 @@ def test_overrides_reach_the_right_section():
     (dict(delta_targets=()), ["delta_targets=()", "glob"]),
     (dict(noise=-0.1), ["noise=-0.1", ">= 0"]),
     (dict(ema_decay=1.0), ["ema_decay=1.0", "[0, 1)"]),
+    (dict(lr_decay=1.5), ["lr_decay=1.5", "[0, 1]"]),
     (dict(recon_sigma=-1), ["recon_sigma=-1", ">= 0"]),
     (dict(recon_sigma=float("nan")), ["recon_sigma=nan", "finite"]),
     (dict(delta_param="svd"), ["delta_param='svd'", "dense", "channel", "lora"]),
@@ -77,6 +78,13 @@ def test_a_config_lacking_a_field_is_refused_naming_it_not_filled_with_a_default
     del d["model"]["predictor_stride"]  # as stored by checkpoints made before the option
     with pytest.raises(ValueError, match=r"its config's model section lacks \['predictor_stride'\]"):
         Config.from_dict(d)
+
+
+def test_a_field_added_later_reads_as_what_runs_before_it_did():
+    d = Config.preset("cpu", lr_decay=0.5).to_dict()
+    assert Config.from_dict(d).train.lr_decay == 0.5
+    del d["train"]["lr_decay"]  # as stored before the learning rate could fall
+    assert Config.from_dict(d) == Config.preset("cpu")  # a constant rate
 
 
 def test_quality_options_reach_the_config():

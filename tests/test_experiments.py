@@ -112,6 +112,21 @@ def test_a_run_stopped_half_way_continues_from_its_checkpoint_as_if_never_stoppe
     assert [p[2] for p in resumed["curve"]] == pytest.approx([p[2] for p in straight["curve"]], abs=1e-5)
 
 
+def test_the_time_of_steps_trained_before_an_interruption_counts(tmp_path):
+    # A run stopped between two measuring points (by a signal) resumes from a checkpoint
+    # one step past its last point: that step's time is the checkpoint's, not lost.
+    s = Study(tmp_path / "s", arms=["full"], seeds=[0], **TINY)
+    first = Trainer(s.config("full", 0), out=s.folder("full", 0), progress=False)
+    first.train(1)
+    assert first.train_seconds > 0
+    first.train_seconds = 1000.0  # as if that step had taken 1,000 s
+    first.save_checkpoint(s.folder("full", 0) / "checkpoint.pt")
+    result = s.run(progress=False)["runs"][0]
+    assert 1000 < result["train_seconds"] < 1000 + 600
+    assert [p[0] for p in result["curve"]] == [1, 2, 4]
+    assert result["curve"][-1][1] == result["train_seconds"]
+
+
 def test_a_study_given_more_steps_continues_its_runs(study, tmp_path, monkeypatch):
     short = Study(tmp_path / "s", arms=["full"], seeds=[0], **{**TINY, "steps": 2})
     first = short.run(progress=False)["runs"][0]

@@ -227,6 +227,8 @@ MALFORMED = {  # what is done to a good checkpoint -> words the one-line error m
     "swd_start nan": (lambda s: s.update(swd_start={"step": 0, "swd": float("nan")}),
                       "swd_start is 'dict', expected None or"),
     "lineage not a list": (lambda s: s.update(lineage="a"), "lineage is 'a', expected a list"),
+    "train_seconds negative": (lambda s: s.update(train_seconds=-1.0),
+                               "train_seconds is -1.0, expected None or a finite number"),
     "seed 2^70": (lambda s: s["config"].update(seed=2**70), "seed=1180591620717411303424: expected an integer"),
     "n_critic 1e8": (lambda s: s["config"]["train"].update(n_critic=10**8), "n_critic=100000000: expected at most 100"),
 }

@@ -13,6 +13,7 @@ from vidgen_nb.checkpoint import load_checkpoint
 from vidgen_nb.device import pick_device
 from vidgen_nb.evaluation import generate_fixed
 from vidgen_nb.generator import Generator
+from vidgen_nb.step import learning_rate
 from vidgen_nb.training import NonFiniteLossError, Trainer, reconstruct_sampled
 
 
@@ -211,6 +212,29 @@ def test_every_quality_lever_trains_and_resumes_exactly(tmp_path, data, param, p
     for x, y in zip(straight.generator_ema.parameters(), resumed.generator_ema.parameters()):
         assert torch.allclose(x, y, atol=1e-6)
     assert all(torch.isfinite(torch.tensor(v)) for v in resumed.history[-1].values())
+
+
+def test_the_learning_rate_falls_over_the_run_s_end_and_a_resumed_run_follows_it(tmp_path, data):
+    cfg = tiny(steps=4, lr_decay=0.75)  # the last 3 of 4 steps: lr, 2/3, 1/3 of it
+    lr = cfg.train.lr
+    assert [learning_rate(cfg.train, s) for s in range(6)] == \
+        pytest.approx([lr, lr, lr * 2 / 3, lr / 3, lr / 3, lr / 3])
+    assert learning_rate(tiny(steps=4).train, 3) == lr  # 0: constant
+    straight = Trainer(cfg, data=data, progress=False)
+    straight.train(3)
+    rates = [g["lr"] for o in (straight.opt_g, straight.opt_d) for g in o.param_groups]
+    assert rates == pytest.approx([lr * 2 / 3] * len(rates))  # the third step's, both networks
+    straight.train(1)
+    first = Trainer(cfg, data=data, out=tmp_path / "r", progress=False)
+    first.train(2)
+    del first
+    resumed = Trainer.from_checkpoint(tmp_path / "r" / "checkpoint.pt", data=data, progress=False)
+    resumed.train(2)
+    a, b = params(straight), params(resumed)
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
+    constant = Trainer(tiny(steps=4), data=data, progress=False)
+    constant.train(4)
+    assert max((a[k] - p).abs().max().item() for k, p in params(constant).items()) > 1e-4
 
 
 @pytest.mark.parametrize("through_generator", [True, False])

@@ -15,6 +15,7 @@ A checkpoint is a plain dict (``torch.save``), laid out as
     swd_start      {"step", "swd"}: the SWD its summary starts from, measured at step 0 (or
                    when it went on with other data), or None when never measured
     lineage        [{"checkpoint", "step"}, ...]: the runs it was forked from, oldest first
+    train_seconds  seconds spent training so far (absent from checkpoints made before it)
 
 and read with ``weights_only=True``, so that loading one never runs code from it.
 
@@ -196,6 +197,9 @@ def check_state(state: dict, path: str | os.PathLike, *, training: bool) -> Conf
     if start is not None and not (isinstance(start, dict) and isinstance(start.get("step"), int)
                                   and isinstance(start.get("swd"), float) and math.isfinite(start["swd"])):
         refuse("swd_start", "None or {'step': an integer, 'swd': a finite number}")
+    seconds = state.get("train_seconds")
+    if seconds is not None and not (isinstance(seconds, float) and 0 <= seconds < math.inf):
+        refuse("train_seconds", "None or a finite number of seconds >= 0")
     lineage = state.get("lineage")
     if not isinstance(lineage, list) or not all(
             isinstance(f, dict) and isinstance(f.get("checkpoint"), str) and isinstance(f.get("step"), int)

@@ -223,6 +223,9 @@ class TrainConfig:
     n_critic: int = opt(5, "critic steps per generator step")
     gp_weight: float = opt(10.0, "lambda, weight of the gradient penalty")
     lr: float = opt(1e-4, "Adam learning rate, generator (VAE + predictor) and critic")
+    # A linear decay to zero at the end, as pix2pix and CycleGAN train (Isola et al., 2017).
+    lr_decay: float = opt(0.0, "fraction of the run's last steps over which both learning rates "
+                          "fall linearly to zero (a function of the step and --steps); 0: constant")
     betas: tuple[float, float] = opt((0.0, 0.9), "Adam betas")
     beta: float = opt(1.0, "weight of the KL term in the VAE loss (a beta-VAE's beta)")
     vae_weight: float = opt(1.0, "weight of the per-pixel VAE loss against -E[D(fake)]")
@@ -261,6 +264,9 @@ class TrainConfig:
                 raise ValueError(f"{name}={value!r}: expected a finite number >= 0")
         if not isinstance(self.lr, (int, float)) or not 0 < self.lr < 1:
             raise ValueError(f"lr={self.lr!r}: expected a number in (0, 1)")
+        if isinstance(self.lr_decay, bool) or not isinstance(self.lr_decay, (int, float)) \
+                or not 0 <= self.lr_decay <= 1:
+            raise ValueError(f"lr_decay={self.lr_decay!r}: expected a fraction of the run in [0, 1] (0: constant)")
         if isinstance(self.ema_decay, bool) or not isinstance(self.ema_decay, (int, float)) \
                 or not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay={self.ema_decay!r}: expected a number in [0, 1) (0: off)")
@@ -326,11 +332,13 @@ class Config:
         """Inverse of ``to_dict`` (lists, as JSON stores them, become tuples again).
 
         Every field must be there: a config written before a field existed is refused
-        naming what it lacks, never filled with today's default (which its run did not use).
+        naming what it lacks, never filled with today's default (which its run may not
+        have used), except the fields of ``ADDED``, filled with what every run before them did.
         """
         def section(name, kind, values):
             if not isinstance(values, dict):
                 raise ValueError(f"its config lacks the {name} section")
+            values = {**{k: v for k, v in ADDED.items() if k in kind.__dataclass_fields__}, **values}
             missing = [f.name for f in dataclasses.fields(kind) if f.name not in values]
             if missing:
                 raise ValueError(f"its config's {name} section lacks {missing}")
@@ -339,6 +347,10 @@ class Config:
         rest = {k: v for k, v in d.items() if k not in SECTIONS}
         return cls(**{name: section(name, kind, d.get(name)) for name, kind in SECTIONS.items()}, **rest)
 
+
+# Fields added after runs were recorded (the shipped model, published studies), with the
+# value that gives what those runs did: a config without them means that value.
+ADDED = {"lr_decay": 0.0}  # before it, the learning rate was constant
 
 SECTIONS = {"model": ModelConfig, "video": VideoConfig, "data": DataConfig, "train": TrainConfig}
 

@@ -174,14 +174,31 @@ def update_ema(parts: Parts, t: TrainConfig, step: int) -> None:
     torch._foreach_lerp_(averaged, trained, 1 - decay)
 
 
+def learning_rate(t: TrainConfig, step: int) -> float:
+    """The learning rate of generator step ``step + 1`` and the critic steps before it.
+
+    Constant ``lr``, or with ``lr_decay`` > 0 falling linearly over the run's last
+    ``lr_decay * steps`` steps, to ``lr / span`` at the last one (not to 0, which would be
+    a step that changes nothing); a run trained on past ``steps`` keeps that last rate.
+    A function of the step alone, so that a resumed run follows the same schedule.
+    """
+    if not t.lr_decay:
+        return t.lr
+    span = max(1, round(t.lr_decay * t.steps))
+    return t.lr * min(1.0, max(t.steps - step, 1) / span)
+
+
 def train_step(parts: Parts, next_real: Callable[[], tuple], t: TrainConfig,
                step: int) -> dict[str, float]:
     """``n_critic`` critic steps, one generator step, the average; returns the last losses.
 
     ``next_real()`` gives the next real batch (B, C, H, W) and its labels (B,), or None
     for them when the model is unconditional; ``step`` is the number of generator steps
-    done before this one.
+    done before this one, which sets both learning rates (``learning_rate``).
     """
+    lr = learning_rate(t, step)
+    for group in (*parts.opt_d.param_groups, *parts.opt_g.param_groups):
+        group["lr"] = lr
     for _ in range(t.n_critic):
         real, y = next_real()
         stats = critic_step(parts, real, t, y)

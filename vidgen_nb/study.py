@@ -20,7 +20,6 @@ import queue
 import shlex
 import signal
 import threading
-import time
 from pathlib import Path
 
 import torch
@@ -83,7 +82,9 @@ def run_arm(folder: Path, config: Config, *, swd_every: int, data=None, device=N
     else:
         trainer = Trainer(config, **common)
     points = [r for r in trainer.history if "train_seconds" in r]
-    seconds = points[-1]["train_seconds"] if points else 0.0
+    if trainer.train_seconds is None:  # a checkpoint that did not keep its time: the last point's
+        trainer.train_seconds = points[-1]["train_seconds"] if points else 0.0
+    seconds = trainer.train_seconds
     if report and trainer.step:
         report(trainer.step)
     if not points or points[-1]["step"] != trainer.step:
@@ -94,9 +95,8 @@ def run_arm(folder: Path, config: Config, *, swd_every: int, data=None, device=N
         if signum:
             raise StudyInterrupted(signum)
         chunk = min(swd_every - trainer.step % swd_every, steps - trainer.step)
-        tick = time.perf_counter()
         trainer.train(chunk)  # ends with a checkpoint
-        seconds += time.perf_counter() - tick
+        seconds = trainer.train_seconds  # its steps before an interruption included
         if report:
             report(chunk)
         points.append(trainer.evaluate(train_seconds=seconds))

@@ -128,6 +128,9 @@ class Trainer:
             lock_folder(self.out)
         self.progress, self.callback = progress and self.is_main, callback
         self.step, self.batches_seen, self.history = 0, 0, []
+        # Seconds spent in train(), kept in checkpoints: a resumed run's time includes the
+        # steps before its interruption (None: a checkpoint from before it was kept).
+        self.train_seconds: float | None = 0.0
         self.swd_start, self.lineage = None, []
         self._stop_signal = None  # set by SIGINT / SIGTERM during train()
         self.read_only = None  # why train() is refused (a model loaded without optimisers)
@@ -317,6 +320,11 @@ class Trainer:
         bar = tqdm(total=end, initial=self.step, disable=not self.progress, desc="training",
                    dynamic_ncols=True, mininterval=0.1 if interactive else 30)
         tick, images = time.perf_counter(), 0
+        started, before = tick, self.train_seconds or 0.0
+
+        def clock() -> None:
+            self.train_seconds = before + time.perf_counter() - started
+
         handlers = self._catch_signals()
         try:
             while self.step < end:
@@ -334,12 +342,14 @@ class Trainer:
                         self.callback(self, record)
                 if self.out and self.step % t.sample_every == 0:
                     self.save_samples(self.out / "samples" / f"step_{self.step:06d}.png")
+                clock()
                 if self.out and (self.step % t.checkpoint_every == 0 or self.step == end):
                     self.save_checkpoint(self.out / CHECKPOINT)
                 if any_process(self._stop_signal is not None, self.device):
                     path = self.save_checkpoint(self.out / CHECKPOINT) if self.out else None
                     raise TrainingInterrupted(self._stop_signal or signal.SIGTERM, self.step, path)
         finally:
+            clock()
             bar.close()
             for signum, handler in handlers.items():
                 signal.signal(signum, handler)
@@ -500,6 +510,7 @@ class Trainer:
                               if self.generator_ema is not self.generator else None),
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "rng": rng,
             "data": self.data_record, "swd_start": self.swd_start, "lineage": self.lineage,
+            "train_seconds": self.train_seconds,
         }
 
     def save_checkpoint(self, path: str | os.PathLike) -> Path:
@@ -537,7 +548,7 @@ class Trainer:
         for name, part in parts:
             if part is not None:
                 load_part(part, state[name], name)
-        self.step = state["step"]
+        self.step, self.train_seconds = state["step"], state.get("train_seconds")
         self.swd_start, self.lineage = state["swd_start"], list(state["lineage"])
 
     @classmethod
