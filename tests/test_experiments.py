@@ -1,6 +1,7 @@
 """vidgen-experiment: a tiny study, its results, and a study that is stopped and continued."""
 
 import json
+import shutil
 import signal
 
 import pytest
@@ -125,6 +126,16 @@ def test_the_time_of_steps_trained_before_an_interruption_counts(tmp_path):
     assert 1000 < result["train_seconds"] < 1000 + 600
     assert [p[0] for p in result["curve"]] == [1, 2, 4]
     assert result["curve"][-1][1] == result["train_seconds"]
+
+
+def test_a_run_copied_from_another_study_counts_as_this_study_s_arm(study, tmp_path):
+    s = Study(tmp_path / "s", arms=["base:", "no-predictor"], seeds=[0], **TINY)
+    for arm, mine in (("full", "base"), ("no-predictor", "no-predictor")):  # base: full's config
+        shutil.copytree(study.folder(arm, 0), s.folder(mine, 0), ignore=shutil.ignore_patterns(".lock"))
+    summary = s.run(progress=False)
+    assert [r["arm"] for r in summary["runs"]] == ["base", "no-predictor"]
+    assert summary["arms"]["no-predictor"]["swd_minus_base"]["per_seed"] == pytest.approx(
+        [study.results()[1]["swd"] - study.results()[0]["swd"]])  # no-predictor, full: seed 0
 
 
 def test_a_study_given_more_steps_continues_its_runs(study, tmp_path, monkeypatch):

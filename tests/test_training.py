@@ -32,6 +32,16 @@ def params(trainer):
     return {f"{k}.{n}": p.detach().clone() for k, net in nets.items() for n, p in net.named_parameters()}
 
 
+def stopped_and_resumed(cfg, data, folder):
+    """A run of ``cfg`` trained 2 steps into ``folder``, reloaded, and trained 2 more."""
+    first = Trainer(cfg, data=data, out=folder, progress=False)
+    first.train(2)
+    del first
+    resumed = Trainer.from_checkpoint(folder / "checkpoint.pt", data=data, progress=False)
+    resumed.train(2)
+    return resumed
+
+
 def test_python_api_run_writes_files_and_finite_metrics(tmp_path, data):
     trainer = Trainer(tiny(), data=data, out=tmp_path / "run", progress=False)
     before = params(trainer)
@@ -202,11 +212,7 @@ def test_every_quality_lever_trains_and_resumes_exactly(tmp_path, data, param, p
                   "delta_targets": ("decoder.up.*" if depth > 1 else "decoder.up.0.*", "decoder.out.*")})
     straight = Trainer(cfg, data=data, progress=False)
     straight.train(4)
-    first = Trainer(cfg, data=data, out=tmp_path / "r", progress=False)
-    first.train(2)
-    del first
-    resumed = Trainer.from_checkpoint(tmp_path / "r" / "checkpoint.pt", data=data, progress=False)
-    resumed.train(2)
+    resumed = stopped_and_resumed(cfg, data, tmp_path / "r")
     a, b = params(straight), params(resumed)
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
     for x, y in zip(straight.generator_ema.parameters(), resumed.generator_ema.parameters()):
@@ -225,12 +231,7 @@ def test_the_learning_rate_falls_over_the_run_s_end_and_a_resumed_run_follows_it
     rates = [g["lr"] for o in (straight.opt_g, straight.opt_d) for g in o.param_groups]
     assert rates == pytest.approx([lr * 2 / 3] * len(rates))  # the third step's, both networks
     straight.train(1)
-    first = Trainer(cfg, data=data, out=tmp_path / "r", progress=False)
-    first.train(2)
-    del first
-    resumed = Trainer.from_checkpoint(tmp_path / "r" / "checkpoint.pt", data=data, progress=False)
-    resumed.train(2)
-    a, b = params(straight), params(resumed)
+    a, b = params(straight), params(stopped_and_resumed(cfg, data, tmp_path / "r"))
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
     constant = Trainer(tiny(steps=4), data=data, progress=False)
     constant.train(4)

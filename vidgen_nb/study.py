@@ -394,8 +394,9 @@ class Study:
 
 
     def results(self) -> list[dict]:
-        """The finished runs' results, in ``runs()`` order."""
-        return [json.loads((self.folder(a, s) / "result.json").read_text())
+        """The finished runs' results, in ``runs()`` order, each named by this study's arm
+        (a run copied from another study's folder keeps the arm name it was made under)."""
+        return [{**json.loads((self.folder(a, s) / "result.json").read_text()), "arm": a}
                 for a, s in self.runs() if (self.folder(a, s) / "result.json").exists()]
 
     def summarise(self, *, commit: str | None = None) -> dict:
