@@ -15,7 +15,7 @@ import torch
 from vidgen_nb import Config
 from vidgen_nb.bench import LOSSES, TARGETS, same_losses
 from vidgen_nb.reference import ReferenceGenerator, ReferenceTrainer
-from vidgen_nb.training import Trainer
+from vidgen_nb.trainer import Trainer
 
 
 def test_quick_bench_prints_a_table_and_every_figure_as_json():

@@ -8,7 +8,7 @@ from vidgen_nb import Config, Generator, builtin_dataset
 from vidgen_nb.models import VAE, Discriminator
 from vidgen_nb.reference import ReferenceGenerator
 from vidgen_nb.evaluation import generate_fixed
-from vidgen_nb.training import Trainer
+from vidgen_nb.trainer import Trainer
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 from vidgen_nb import experiments
 from vidgen_nb.experiments import ARMS, Study, StudyInterrupted, arm_config, main, run_arm
 from vidgen_nb.config import Config
-from vidgen_nb.training import Trainer
+from vidgen_nb.trainer import Trainer
 
 TINY = dict(preset="tiny", steps=4, swd_every=2)
 

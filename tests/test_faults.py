@@ -15,7 +15,7 @@ from vidgen_nb.data import DatasetError, load_dataset, scan, scan_image_folder
 from vidgen_nb.files import LOCK, atomic_write, lock_folder
 from vidgen_nb.media import save_gif
 from vidgen_nb.render import main as render_main
-from vidgen_nb.training import Trainer
+from vidgen_nb.trainer import Trainer
 
 
 @pytest.fixture(scope="module")

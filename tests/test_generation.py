@@ -13,7 +13,7 @@ from vidgen_nb.generated_video import delta_sweep, feedback_video, latent_walk, 
 from vidgen_nb.generator import Generator
 from vidgen_nb.media import save_gif
 from vidgen_nb.render import main
-from vidgen_nb.training import Trainer
+from vidgen_nb.trainer import Trainer
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import torch
 
 from vidgen_nb import VAE, Config, Generator, WeightPredictor3DCNN
 from vidgen_nb.checkpoint import find_run, run_checkpoint
-from vidgen_nb.training import Trainer
+from vidgen_nb.trainer import Trainer
 
 
 def test_without_a_predictor_it_is_the_plain_decoder():

@@ -5,7 +5,7 @@ import torch
 
 from vidgen_nb import Config, builtin_dataset, judge
 from vidgen_nb.train import summary
-from vidgen_nb.training import Trainer
+from vidgen_nb.trainer import Trainer
 
 
 from vidgen_nb.config import BUILTIN_VARIANTS as BACKGROUNDS  # noqa: E402  (each variant has its judges)

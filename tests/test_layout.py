@@ -10,7 +10,7 @@ FLOORS = [
     ["config", "files"],
     ["data.images", "data.shapes"], ["data.scan"], ["data.loading"], ["data.record"], ["data"], ["data.__main__"],
     ["prior"], ["models"], ["deltas"], ["video"], ["checkpoint"], ["options"], ["generator"],
-    ["losses", "metrics", "augment"], ["evaluation", "judge"], ["device"], ["step"], ["training"], ["shipped"],
+    ["losses", "metrics", "augment"], ["evaluation", "judge"], ["device"], ["step"], ["trainer"], ["shipped"],
     ["plots", "media"], ["generated_video"],
     ["widgets", "notebook"], ["train", "render"], ["report"], ["arms"], ["study"], ["experiments"],
     ["cli_reference"], ["reference"], ["bench"],

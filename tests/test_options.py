@@ -8,7 +8,7 @@ from vidgen_nb import builtin_dataset
 from vidgen_nb.config import Config
 from vidgen_nb.options import RUN_FIELDS, fields, flag, flat, given_fields
 from vidgen_nb.train import build_parser, check_resume_options, main
-from vidgen_nb.training import Trainer
+from vidgen_nb.trainer import Trainer
 
 
 def other_value(name: str, value):

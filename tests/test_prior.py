@@ -7,7 +7,7 @@ from torch import distributions as D
 from vidgen_nb import Config
 from vidgen_nb.models import VAE
 from vidgen_nb.prior import MixturePrior
-from vidgen_nb.training import Trainer
+from vidgen_nb.trainer import Trainer
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from vidgen_nb import Config, builtin_dataset
 from vidgen_nb.data import scan_image_folder
 from vidgen_nb.train import build_parser, config_from_args
 from vidgen_nb.checkpoint import load_checkpoint
-from vidgen_nb.training import Trainer
+from vidgen_nb.trainer import Trainer
 
 BIN = Path(sys.executable).parent
 

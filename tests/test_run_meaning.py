@@ -13,7 +13,7 @@ from vidgen_nb import Config, builtin_dataset
 from vidgen_nb.checkpoint import load_checkpoint
 from vidgen_nb.notebook import load_or_train
 from vidgen_nb.train import main as train_main
-from vidgen_nb.training import Trainer
+from vidgen_nb.trainer import Trainer
 
 
 def folder(root, n=4, colour=None):

@@ -12,7 +12,7 @@ from vidgen_nb.checkpoint import load_checkpoint
 from vidgen_nb.config import FAST_ENV
 from vidgen_nb.notebook import last_evaluation, load_or_train
 from vidgen_nb.render import main as video_main
-from vidgen_nb.training import Trainer
+from vidgen_nb.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 

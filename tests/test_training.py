@@ -14,7 +14,7 @@ from vidgen_nb.device import pick_device
 from vidgen_nb.evaluation import generate_fixed
 from vidgen_nb.generator import Generator
 from vidgen_nb.step import learning_rate
-from vidgen_nb.training import NonFiniteLossError, Trainer, reconstruct_sampled
+from vidgen_nb.trainer import NonFiniteLossError, Trainer, reconstruct_sampled
 
 
 @pytest.fixture(scope="module")

@@ -97,7 +97,7 @@ def test_asked_to_train_the_notebooks_train_the_tiny_preset(tmp_path, monkeypatc
 def test_a_loaded_model_comes_with_its_runs_figures(tmp_path, monkeypatch, capsys):
     from vidgen_nb.config import Config, FAST_ENV
     from vidgen_nb.notebook import last_evaluation, quality_figures
-    from vidgen_nb.training import Trainer
+    from vidgen_nb.trainer import Trainer
 
     run = tmp_path / "runs" / "main"
     trainer = Trainer(Config.preset("tiny"), out=run, progress=False)
@@ -147,7 +147,7 @@ def test_committed_notebooks_show_the_trained_model():
 
 def test_latent_explorer_of_a_conditional_model_draws_the_class_chosen():
     from vidgen_nb import Config
-    from vidgen_nb.training import Trainer
+    from vidgen_nb.trainer import Trainer
 
     trainer = Trainer(Config.preset("tiny", num_classes=4), progress=False)
     trainer.train(2)

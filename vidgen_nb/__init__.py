@@ -9,7 +9,7 @@ The main names, importable from the package:
 * ``Generator`` puts them together: ``generate(z)`` is what the kit calls a generated image;
 * ``make_loader`` and ``builtin_dataset`` bring images in.
 
-``vidgen_nb.training.Trainer`` trains; docs/layout.md maps the rest.
+``vidgen_nb.trainer.Trainer`` trains; docs/layout.md maps the rest.
 """
 
 __version__ = "0.1.0"  # defined before the imports, so that any module may import it

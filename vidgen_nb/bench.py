@@ -40,7 +40,7 @@ from .config import PRESETS, Config
 from .data import ResumableBatchSampler, endless_batches
 from .device import PRECISIONS
 from .reference import ReferenceTrainer
-from .training import Trainer
+from .trainer import Trainer
 from .video import synthetic_video
 
 # Targets for the CPU; on a GPU the table shows the same ratios for comparison.

@@ -8,7 +8,7 @@ from pathlib import Path
 from . import shipped
 from .checkpoint import CHECKPOINT, RUNS, checkpoint_file, find_run
 from .config import FAST_ENV, Config, fast_mode
-from .training import Trainer, read_metrics
+from .trainer import Trainer, read_metrics
 
 
 FALLBACK_STEPS = 60  # the tiny preset's steps when no trained model is found: seconds

@@ -18,7 +18,7 @@ from torch.func import functional_call
 
 from .config import Config, VideoConfig
 from .generator import Generator
-from .training import Trainer
+from .trainer import Trainer
 
 
 def reference_video(images: torch.Tensor, num_frames: int, video_cfg: VideoConfig | None = None, *,

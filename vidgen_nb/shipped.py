@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from .checkpoint import check_state, checkpoint_file, load_checkpoint, read_metrics, save_atomic
-from .training import Trainer
+from .trainer import Trainer
 
 SHIPPED = Path(__file__).parent / "data" / "model-cpu-long.pt"
 COMMAND = ("vidgen-experiment --spec docs/results/shipped/spec.json --out runs/shipped; "

@@ -6,7 +6,7 @@
 
 Every generated image is made by ``Generator.generate``: z -> base decode -> synthetic
 video -> predictor -> delta -> decode again with theta + delta. The trainer
-(``training.py``) owns what surrounds an iteration: the loop, data, signals, DDP,
+(``trainer.py``) owns what surrounds an iteration: the loop, data, signals, DDP,
 checkpoints and logging. It builds the ``Parts`` an iteration touches and calls
 ``train_step``.
 """

@@ -62,7 +62,7 @@ def run_arm(folder: Path, config: Config, *, swd_every: int, data=None, device=N
     returns a signal number to stop (``StudyInterrupted``) or None. Signals during
     training stop the trainer itself.
     """
-    from .training import Trainer  # the workers import torch's training stack themselves
+    from .trainer import Trainer  # the workers import torch's training stack themselves
 
     result_file = folder / "result.json"
     if result_file.exists():
@@ -137,7 +137,7 @@ def _request_stop(signum, frame):
 
 def _run_in_worker(folder, config, kwargs) -> dict | None:
     """``run_arm`` in a worker process; None when a signal stopped it (the last checkpoint kept)."""
-    from .training import TrainingInterrupted
+    from .trainer import TrainingInterrupted
 
     try:
         return run_arm(folder, config, **kwargs, report=_progress.put,
@@ -333,7 +333,7 @@ class Study:
         failed = []
         try:
             if jobs == 1 or len(todo) <= 1:
-                from .training import TrainingInterrupted
+                from .trainer import TrainingInterrupted
 
                 for arm, seed in todo:  # the trainer itself stops on a signal, after a checkpoint
                     bar.set_postfix_str(f"{arm} seed {seed}")

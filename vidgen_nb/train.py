@@ -30,7 +30,7 @@ from .device import PRECISIONS, pick_device
 from .media import save_gif
 from .options import RUN_FIELDS, add_config_options, flag, flat, given_fields, option_error
 from .plots import plot_losses
-from .training import NonFiniteLossError, StepAbandoned, Trainer, TrainingInterrupted
+from .trainer import NonFiniteLossError, StepAbandoned, Trainer, TrainingInterrupted
 from .video import synthetic_video
 
 class Parser(argparse.ArgumentParser):
