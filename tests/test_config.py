@@ -62,6 +62,36 @@ def test_invalid_values_name_field_value_and_rule(overrides, words):
         assert word in str(err.value)
 
 
+@pytest.mark.parametrize("overrides, message", [
+    pytest.param(dict(latent_dim=True), "latent_dim=True: expected a positive integer", id="type-bool-not-int"),
+    pytest.param(dict(beta=True), "beta=True: expected a finite number >= 0", id="type-bool-not-float"),
+    pytest.param(dict(lr="0.1"), "lr='0.1': expected a number in (0, 1)", id="type-str-not-float"),
+    pytest.param(dict(detach=0), "detach=0: expected True or False", id="type-bool"),
+    pytest.param(dict(critic_pool="x"), "critic_pool='x': expected one of ('max', 'avg')", id="choice"),
+    pytest.param(dict(image_size=0), "image_size=0: expected a positive integer", id="low-size"),
+    pytest.param(dict(num_classes=-1), "num_classes=-1: expected an integer in 0..1024 (0: unconditional)",
+                 id="low-count"),
+    pytest.param(dict(num_workers=-1), "num_workers=-1: expected an integer >= 0", id="low-int"),
+    pytest.param(dict(noise=-1), "noise=-1: expected a number >= 0", id="low-number"),
+    pytest.param(dict(lr=0), "lr=0: expected a number in (0, 1)", id="low-open"),
+    pytest.param(dict(gp_weight=float("nan")), "gp_weight=nan: expected a finite number >= 0", id="nan"),
+    pytest.param(dict(recon_sigma=float("inf")), "recon_sigma=inf: expected a finite number >= 0", id="inf"),
+    pytest.param(dict(image_size=5000), "image_size=5000: expected at most 1024", id="high-size"),
+    pytest.param(dict(widths=(8, 5000)), "widths[1]=5000: expected at most 4096", id="high-item"),
+    pytest.param(dict(seed=2**31), "seed=2147483648: expected an integer in 0..2147483647", id="high-count"),
+    pytest.param(dict(ema_decay=1), "ema_decay=1: expected a number in [0, 1) (0: off)", id="high-open"),
+    pytest.param(dict(lr_decay=1.5), "lr_decay=1.5: expected a fraction of the run in [0, 1] (0: constant)",
+                 id="high-closed"),
+    pytest.param(dict(image_size=24), "image_size=24: the 4 blocks of widths halve it 4 times, so it must "
+                 "be a multiple of 16", id="cross-field"),
+    pytest.param(dict(betas=(0.5, 1.0)), "betas=(0.5, 1.0): expected two numbers in [0, 1)", id="betas"),
+])
+def test_each_kind_of_error_gives_its_exact_message(overrides, message):
+    with pytest.raises(ValueError) as err:
+        Config.preset("seed", **overrides)
+    assert str(err.value) == message
+
+
 def test_unknown_preset():
     with pytest.raises(ValueError, match=r"preset='huge': expected one of \('tiny', 'cpu', 'seed'\)"):
         Config.preset("huge")
@@ -88,23 +118,23 @@ def test_a_field_added_later_reads_as_what_runs_before_it_did():
 
 
 def test_quality_options_reach_the_config():
-    from vidgen_nb.train import build_parser, config_from_args
+    from vidgen_nb.train import build_parser, config_for
 
     args = build_parser().parse_args(["--delta-param", "channel", "--ema-decay", "0.5", "--augment",
                                       "color,cutout", "--recon-sigma", "0.1", "--delta-source", "constant"])
-    cfg = config_from_args(args)
+    cfg = config_for(args)
     assert (cfg.model.delta_param, cfg.train.ema_decay, cfg.train.augment, cfg.train.recon_sigma,
             cfg.model.delta_source) == ("channel", 0.5, "color,cutout", 0.1, "constant")
     assert cfg.train.adversarial_recon and cfg.train.recon_through_generator  # the cpu preset's
-    cfg = config_from_args(build_parser().parse_args(["--delta-param", "lora", "--delta-rank", "3"]))
+    cfg = config_for(build_parser().parse_args(["--delta-param", "lora", "--delta-rank", "3"]))
     assert (cfg.model.delta_param, cfg.model.delta_rank) == ("lora", 3)
     assert (cfg.model.decoder_convs, cfg.model.critic_convs, cfg.model.critic_mbstd) == (1, 1, False)
-    cfg = config_from_args(build_parser().parse_args(["--decoder-convs", "3", "--critic-convs", "2",
-                                                      "--critic-mbstd"]))
+    cfg = config_for(build_parser().parse_args(["--decoder-convs", "3", "--critic-convs", "2",
+                                                "--critic-mbstd"]))
     assert (cfg.model.decoder_convs, cfg.model.critic_convs, cfg.model.critic_mbstd) == (3, 2, True)
     assert (cfg.model.decoder_upsample, cfg.model.decoder_norm) == ("transposed", "none")
-    cfg = config_from_args(build_parser().parse_args(["--decoder-upsample", "resize", "--decoder-norm", "pixel"]))
+    cfg = config_for(build_parser().parse_args(["--decoder-upsample", "resize", "--decoder-norm", "pixel"]))
     assert (cfg.model.decoder_upsample, cfg.model.decoder_norm) == ("resize", "pixel")
     args = build_parser().parse_args(["--adversarial-recon", "off", "--recon-through", "base"])
-    cfg = config_from_args(args)
+    cfg = config_for(args)
     assert (cfg.train.adversarial_recon, cfg.train.recon_through_generator) == (False, False)

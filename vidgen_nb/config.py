@@ -1,37 +1,33 @@
 """Every size in one place: dataclasses, named presets, derived sizes computed.
 
 ``Config.preset("tiny" | "cpu" | "seed")`` gives a complete configuration; change a
-field with ``dataclasses.replace`` or ``Config.preset(name, **overrides)``. Every check
-raises ``ValueError`` naming the field, its value and what is allowed.
+field with ``dataclasses.replace`` or ``Config.preset(name, **overrides)``. Every field
+says what it allows (``opt``), and ``check_fields`` refuses anything else with a
+``ValueError`` naming the field, its value and what is allowed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
+import typing
 from dataclasses import dataclass, field
 
-# The decoder's last layer (weight and bias): it sets the colours and fine detail of
-# every generated image, so changing it changes what a decoded noise vector looks like.
+# The decoder's last layer (weight and bias): it sets the colours and fine detail of every image.
 DEFAULT_DELTA_TARGETS = ("decoder.out.*",)
 DELTA_MODES = ("per_sample", "batch_mean")
 DELTA_PARAMS = ("dense", "channel", "lora")  # what a predicted number means (deltas.py)
-# Where each image's delta comes from: the 3D CNN watching the image's synthetic video,
-# or one learned delta shared by every image (an ablation: extra weights, no predictor).
+# Each image's delta: from the 3D CNN watching its video, or one learned for all (an ablation).
 DELTA_SOURCES = ("video", "constant")
-# How the critic's blocks halve H and W: MaxPool2d, symmetric with the encoder as the
-# seed has it, or AvgPool2d, whose gradient reaches every pixel of the judged image.
+# The critic's halving: MaxPool2d like the encoder (the seed's), or AvgPool2d, reaching every pixel.
 CRITIC_POOLS = ("max", "avg")
-# How the decoder doubles H and W: a ConvTranspose2d(4x4, stride 2) as the seed has it,
-# or a nearest-neighbour 2x upsampling and a ConvTranspose2d(3x3, stride 1) (the
-# resize-convolution of Odena et al., 2016, which cannot draw a checkerboard).
+# The seed's ConvTranspose2d(4x4, stride 2), or a checkerboard-free resize-convolution (Odena et al., 2016).
 DECODER_UPSAMPLES = ("transposed", "resize")
-# What the decoder does to its features after every ReLU: nothing, or ProGAN's pixelwise
-# normalisation (each pixel's feature vector scaled to unit RMS; no weights, per image).
+# After every decoder ReLU: nothing, or ProGAN's pixelwise norm (each pixel's features to unit RMS).
 DECODER_NORMS = ("none", "pixel")
-# The built-in dataset's drawings (data/shapes.py): a large shape in the middle of a plain
-# near-black image; one anywhere on near-black; one anywhere on a gradient.
+# data/shapes.py: a large shape centred on near-black; one anywhere on near-black; or on a gradient.
 BUILTIN_VARIANTS = ("centred", "dark", "gradient")
 AUGMENTATIONS = ("color", "translation", "cutout")  # DiffAugment's transformations (augment.py)
 FAST_ENV = "VIDGEN_NB_FAST"  # set to 1: notebooks use the tiny preset and few steps (CI does)
@@ -43,35 +39,25 @@ def fast_mode() -> bool:
 
 
 def opt(default, help: str, *, flag: str | None = None, choices: tuple | None = None,
-        switch: bool | None = None, words: dict | None = None):
-    """A config field with what the command line needs to know of it (``options.py``).
+        switch: bool | None = None, words: dict | None = None, low=None, high=None,
+        above=None, below=None, zero: str | None = None, what: str | None = None):
+    """A config field with what the command line (``options.py``) and ``check_fields`` need.
 
-    ``help``: one line for ``--help``; ``flag``: the option's name when not
-    ``--field-name``; ``choices``: the values allowed; for a bool, ``switch``: the value
-    a bare flag sets, or ``words``: the words that stand for True and False
-    (default ``on`` / ``off``).
+    ``help``: one line for ``--help``; ``flag``: the option's name when not ``--field-name``;
+    ``choices``: the values allowed; for a bool, ``switch``: the value a bare flag sets, or
+    ``words``: the words for True and False (default ``on`` / ``off``). The bounds of a
+    number, or of each item of a tuple of integers: ``low <= value <= high`` and ``above <
+    value < below`` (``below=math.inf``: finite); a size's ``high`` lies far above any use
+    and far below what exhausts a machine, so that a mistyped size is refused by name. In
+    messages, ``zero`` says what 0 means and ``what`` names the value when not "a number".
     """
-    meta = {"help": help, "flag": flag, "choices": choices, "switch": switch, "words": words}
+    meta = {"help": help, "flag": flag, "choices": choices, "switch": switch, "words": words,
+            "low": low, "high": high, "above": above, "below": below, "zero": zero, "what": what}
     return field(default=default, metadata=meta)
 
 
-# Upper bounds on sizes, far above any use of the kit and far below what would exhaust a
-# machine's memory before a single step: a mistyped or crafted size is refused by name.
-LIMITS = {"image_size": 1024, "channels": 16, "latent_dim": 16384, "num_frames": 512,
-          "predictor_filters": 4096, "predictor_blocks": 8, "predictor_hidden": 16384,
-          "predictor_stride": 8, "delta_rank": 4096, "decoder_convs": 8, "critic_convs": 8,
-          "widths": 4096, "critic_widths": 4096, "batch_size": 4096, "swd_images": 100_000,
-          "num_classes": 1024, "builtin_per_class": 100_000,
-          "prior_components": 1024,
-          # Loops inside one training step: a step must end in seconds, so that Ctrl-C,
-          # checkpoints and progress keep working (a count of 10**8 would never end).
-          "n_critic": 100,
-          "seed": 2**31 - 1}
-
-
 def check_positive(name: str, value, upper: int | None = None) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer >= 1 (not a
-    bool) and, if given, at most ``upper``."""
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer (no bool) in 1..``upper``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name}={value!r}: expected a positive integer")
     if upper is not None and value > upper:
@@ -96,77 +82,115 @@ def check_augment(policy) -> tuple[str, ...]:
     return names
 
 
-def _widths(name: str, value) -> None:
-    if not isinstance(value, tuple) or not value or len(value) > 8:
-        raise ValueError(f"{name}={value!r}: expected a tuple of 1 to 8 positive integers")
-    for i, w in enumerate(value):
-        check_positive(f"{name}[{i}]", w, LIMITS[name])
+def check_number(name: str, value, kind: type, meta) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a number of type ``kind`` (a
+    bool is none, nor is NaN) within the bounds of ``meta``, an ``opt``'s metadata."""
+    low, high, above, below = (meta[k] for k in ("low", "high", "above", "below"))
+    if kind is int and low == 1:  # a size or a count: its message names the bound crossed
+        return check_positive(name, value, high)
+    numbers = int if kind is int else (int, float)  # a float field takes 2 as JSON may store it
+    if (not isinstance(value, bool) and isinstance(value, numbers) and value == value
+            and (low is None or value >= low) and (high is None or value <= high)
+            and (above is None or value > above) and (below is None or value < below)):
+        return
+    zero = f" (0: {meta['zero']})" if meta["zero"] else ""
+    if kind is int:
+        rule = f"an integer >= {low}" if high is None else f"an integer in {low}..{high}{zero}"
+    elif high is None and below in (None, math.inf):  # below infinity: finite
+        rule = f"{'a finite number' if below else 'a number'} >= {low}"
+    else:
+        lower = f"[{low}" if above is None else f"({above}"
+        upper = f"{high}]" if below is None else f"{below})"
+        rule = f"{meta['what'] or 'a number'} in {lower}, {upper}{zero}"
+    raise ValueError(f"{name}={value!r}: expected {rule}")
+
+
+def check_value(name: str, value, kind, meta) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is of type ``kind`` and within
+    the choices and bounds of ``meta`` (an ``opt``'s metadata)."""
+    if meta["choices"]:
+        check_one_of(name, value, meta["choices"])
+    elif kind is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{name}={value!r}: expected True or False")
+    elif kind in (int, float):
+        check_number(name, value, kind, meta)
+    elif kind == tuple[int, ...]:  # widths: each item a block halving H and W (1024 px / 2**8 = 4)
+        if not isinstance(value, tuple) or not 1 <= len(value) <= 8:
+            raise ValueError(f"{name}={value!r}: expected a tuple of 1 to 8 positive integers")
+        for i, item in enumerate(value):
+            check_number(f"{name}[{i}]", item, int, meta)
+
+
+@functools.cache  # read once per class: get_type_hints evaluates every annotation's string
+def field_types(kind: type) -> dict:
+    """The type of every field of the dataclass ``kind``, e.g. ``{"lr": float, ...}``."""
+    return typing.get_type_hints(kind)
+
+
+def check_fields(config) -> None:
+    """Check every ``opt`` field of the dataclass ``config``: type, choices and bounds. What
+    metadata cannot say (two fields together, a tuple of strings) ``__post_init__`` checks after."""
+    types = field_types(type(config))
+    for f in dataclasses.fields(config):
+        if "help" in f.metadata:
+            check_value(f.name, getattr(config, f.name), types[f.name], f.metadata)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Sizes of the VAE, the critic and the weight predictor."""
 
-    image_size: int = opt(128, "H = W of every image")
-    channels: int = opt(3, "image channels (RGB)")
-    widths: tuple[int, ...] = opt((32, 64, 128, 256), "encoder conv widths; each block halves H, W")
-    critic_widths: tuple[int, ...] = opt((32, 64, 128, 256), "critic conv widths, same rule")
+    image_size: int = opt(128, "H = W of every image", low=1, high=1024)
+    channels: int = opt(3, "image channels (RGB)", low=1, high=16)
+    widths: tuple[int, ...] = opt((32, 64, 128, 256), "encoder conv widths; each block halves H, W",
+                                  low=1, high=4096)
+    critic_widths: tuple[int, ...] = opt((32, 64, 128, 256), "critic conv widths, same rule", low=1, high=4096)
     critic_pool: str = opt("max", "the critic's downsampling", choices=CRITIC_POOLS)
-    decoder_convs: int = opt(1, "ConvTranspose2d layers per decoder resolution (extra ones 3x3, stride 1)")
+    decoder_convs: int = opt(1, "ConvTranspose2d layers per decoder resolution (extra ones 3x3, stride 1)",
+                             low=1, high=8)
     decoder_upsample: str = opt("transposed", "how the decoder doubles H and W", choices=DECODER_UPSAMPLES)
     decoder_norm: str = opt("none", "after every decoder ReLU", choices=DECODER_NORMS)
-    critic_convs: int = opt(1, "Conv2d layers per critic block")
+    critic_convs: int = opt(1, "Conv2d layers per critic block", low=1, high=8)
     critic_mbstd: bool = opt(False, "the critic also sees the minibatch standard deviation (ProGAN)",
                              switch=True)
-    latent_dim: int = opt(128, "size of z, the noise vector the decoder turns into an image")
+    latent_dim: int = opt(128, "size of z, the noise vector the decoder turns into an image",
+                          low=1, high=16384)
     num_classes: int = opt(0, "classes the VAE and the critic are conditioned on (the data's "
-                           "ImageFolder sub-folders); 0: unconditional, noise alone as the seed has it")
+                           "ImageFolder sub-folders); 0: unconditional, noise alone as the seed has it",
+                           low=0, high=1024, zero="unconditional")
     prior_components: int = opt(0, "a learned prior over the codes: per class, an equal mixture of this "
-                                "many Gaussians trained with the VAE (prior.py); 0: N(0, I) as the seed has it")
-    num_frames: int = opt(8, "T, frames of the synthetic video the predictor watches", flag="--frames")
-    predictor_filters: int = opt(32, "Conv3d filters in every predictor block (the seed's 32)")
-    predictor_blocks: int = opt(2, "Conv3d -> ReLU -> MaxPool3d blocks")
-    # 2 lets the first Conv3d look at every frame in full detail (3x3x3 taps at every
-    # other pixel) for a quarter of the FLOPs and activations.
-    predictor_stride: int = opt(2, "spatial stride of the predictor's first Conv3d")
-    predictor_hidden: int = opt(64, "width of the predictor head's hidden layer")
+                                "many Gaussians trained with the VAE (prior.py); 0: N(0, I) as the seed has it",
+                                low=0, high=1024, zero="N(0, I)")
+    num_frames: int = opt(8, "T, frames of the synthetic video the predictor watches", flag="--frames",
+                          low=1, high=512)
+    predictor_filters: int = opt(32, "Conv3d filters in every predictor block (the seed's 32)",
+                                 low=1, high=4096)
+    predictor_blocks: int = opt(2, "Conv3d -> ReLU -> MaxPool3d blocks", low=1, high=8)
+    # 2 lets the first Conv3d see every frame in full detail for a quarter of the FLOPs.
+    predictor_stride: int = opt(2, "spatial stride of the predictor's first Conv3d", low=1, high=8)
+    predictor_hidden: int = opt(64, "width of the predictor head's hidden layer", low=1, high=16384)
     delta_targets: tuple[str, ...] = opt(DEFAULT_DELTA_TARGETS, "VAE parameters the predictor "
                                          "adjusts (names or globs, e.g. 'decoder.out.*')",
                                          flag="--targets")
     delta_mode: str = opt("per_sample", "each image its own delta, or the batch mean", choices=DELTA_MODES)
     delta_param: str = opt("dense", "a number per weight, added (dense); per channel pair, scaling "
                            "theta (channel); or a low-rank product A B (lora)", choices=DELTA_PARAMS)
-    delta_rank: int = opt(4, "r of the low-rank deltas A B (delta_param lora)")
+    delta_rank: int = opt(4, "r of the low-rank deltas A B (delta_param lora)", low=1, high=4096)
     delta_source: str = opt("video", "the predictor watching each image's video, or one learned "
                             "delta for every image (an ablation)", choices=DELTA_SOURCES)
 
     def __post_init__(self):
-        for name in ("image_size", "channels", "latent_dim", "num_frames", "predictor_filters",
-                     "predictor_blocks", "predictor_hidden", "predictor_stride", "delta_rank",
-                     "decoder_convs", "critic_convs"):
-            check_positive(name, getattr(self, name), LIMITS[name])
-        _widths("widths", self.widths)
-        _widths("critic_widths", self.critic_widths)
+        check_fields(self)
         for name in ("widths", "critic_widths"):
             halvings = len(getattr(self, name))
             if self.image_size % 2**halvings:
-                raise ValueError(
-                    f"image_size={self.image_size}: the {halvings} blocks of {name} halve it "
-                    f"{halvings} times, so it must be a multiple of {2**halvings}")
+                raise ValueError(f"image_size={self.image_size}: the {halvings} blocks of {name} halve it "
+                                 f"{halvings} times, so it must be a multiple of {2**halvings}")
         if not isinstance(self.delta_targets, tuple) or not self.delta_targets or not all(
                 isinstance(t, str) and t for t in self.delta_targets):
             raise ValueError(f"delta_targets={self.delta_targets!r}: expected a non-empty tuple of "
                              "parameter names or glob patterns, e.g. ('decoder.out.*',)")
-        for name, zero in (("num_classes", "unconditional"), ("prior_components", "N(0, I)")):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= LIMITS[name]:
-                raise ValueError(f"{name}={value!r}: expected an integer in 0..{LIMITS[name]} (0: {zero})")
-        if not isinstance(self.critic_mbstd, bool):
-            raise ValueError(f"critic_mbstd={self.critic_mbstd!r}: expected True or False")
-        for name, choices in (("critic_pool", CRITIC_POOLS), ("decoder_upsample", DECODER_UPSAMPLES),
-                              ("decoder_norm", DECODER_NORMS), ("delta_mode", DELTA_MODES),
-                              ("delta_param", DELTA_PARAMS), ("delta_source", DELTA_SOURCES)):
-            check_one_of(name, getattr(self, name), choices)
 
     @property
     def bottom_size(self) -> int:
@@ -188,50 +212,48 @@ class ModelConfig:
 class VideoConfig:
     """How a synthetic video is made from one image (amounts reached at the last frame)."""
 
-    noise: float = opt(0.03, "std of the added noise field")
-    shift: float = opt(2.0, "drift, in pixels (sub-pixel per frame)")
-    zoom: float = opt(0.05, "relative zoom in or out")
-    rotation: float = opt(3.0, "degrees")
-    brightness: float = opt(0.1, "relative brightness change")
+    noise: float = opt(0.03, "std of the added noise field", low=0)
+    shift: float = opt(2.0, "drift, in pixels (sub-pixel per frame)", low=0)
+    zoom: float = opt(0.05, "relative zoom in or out", low=0)
+    rotation: float = opt(3.0, "degrees", low=0)
+    brightness: float = opt(0.1, "relative brightness change", low=0)
     detach: bool = opt(True, "cut gradients from the predictor back into the image")
 
     def __post_init__(self):
-        for name in ("noise", "shift", "zoom", "rotation", "brightness"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"{name}={value!r}: expected a number >= 0")
+        check_fields(self)
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """The built-in dataset a run trains on when it is given no folder of its own."""
 
-    builtin: str = opt("centred", "the built-in shapes' drawing (without --data)",
-                       choices=BUILTIN_VARIANTS)
-    builtin_per_class: int = opt(100, "images per class of the built-in dataset (without --data)")
+    builtin: str = opt("centred", "the built-in shapes' drawing (without --data)", choices=BUILTIN_VARIANTS)
+    builtin_per_class: int = opt(100, "images per class of the built-in dataset (without --data)",
+                                 low=1, high=100_000)
 
     def __post_init__(self):
-        check_one_of("builtin", self.builtin, BUILTIN_VARIANTS)
-        check_positive("builtin_per_class", self.builtin_per_class, LIMITS["builtin_per_class"])
+        check_fields(self)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation. Defaults follow the WGAN-GP references (Gulrajani et al., 2017)."""
 
-    steps: int = opt(20000, "generator steps of the whole run")
-    n_critic: int = opt(5, "critic steps per generator step")
-    gp_weight: float = opt(10.0, "lambda, weight of the gradient penalty")
-    lr: float = opt(1e-4, "Adam learning rate, generator (VAE + predictor) and critic")
+    steps: int = opt(20000, "generator steps of the whole run", low=1)
+    # At most 100 loops in a step: a step must end in seconds, for Ctrl-C, checkpoints and progress.
+    n_critic: int = opt(5, "critic steps per generator step", low=1, high=100)
+    gp_weight: float = opt(10.0, "lambda, weight of the gradient penalty", low=0, below=math.inf)
+    lr: float = opt(1e-4, "Adam learning rate, generator (VAE + predictor) and critic", above=0, below=1)
     # A linear decay to zero at the end, as pix2pix and CycleGAN train (Isola et al., 2017).
     lr_decay: float = opt(0.0, "fraction of the run's last steps over which both learning rates "
-                          "fall linearly to zero (a function of the step and --steps); 0: constant")
+                          "fall linearly to zero (a function of the step and --steps); 0: constant",
+                          low=0, high=1, zero="constant", what="a fraction of the run")
     betas: tuple[float, float] = opt((0.0, 0.9), "Adam betas")
-    beta: float = opt(1.0, "weight of the KL term in the VAE loss (a beta-VAE's beta)")
-    vae_weight: float = opt(1.0, "weight of the per-pixel VAE loss against -E[D(fake)]")
+    beta: float = opt(1.0, "weight of the KL term in the VAE loss (a beta-VAE's beta)", low=0, below=math.inf)
+    vae_weight: float = opt(1.0, "weight of the per-pixel VAE loss against -E[D(fake)]", low=0, below=math.inf)
     # 1/sqrt(2) makes the VAE's likelihood the plain sum of squared errors.
     recon_sigma: float = opt(0.0, "scale of the VAE's Gaussian likelihood per value; 0: calibrated "
-                             "to the batch's error (losses.gaussian_nll)")
+                             "to the batch's error (losses.gaussian_nll)", low=0, below=math.inf)
     # One generator for samples and reconstructions alike; "base" gives the delta a job of its own.
     recon_through_generator: bool = opt(True, "decode reconstructions with theta + the delta of "
                                         "their own video (generator), or with theta alone (base)",
@@ -240,41 +262,23 @@ class TrainConfig:
                                   "as in the VAE-GAN of Larsen et al. (2016)")
     # StyleGAN's G_ema: samples, SWD, videos and widgets use the average.
     ema_decay: float = opt(0.999, "weight averaging of the generator: after every step the average "
-                           "moves 1 - ema_decay of the way to the trained weights; 0: off")
+                           "moves 1 - ema_decay of the way to the trained weights; 0: off",
+                           low=0, below=1, zero="off")
     augment: str = opt("", "DiffAugment policy for the critic's inputs, e.g. color,translation,cutout")
     use_predictor: bool = opt(True, "train the plain VAE-WGAN-GP, without the weight predictor",
                               flag="--no-predictor", switch=False)
     in_memory: bool = opt(True, "decode the dataset once into memory")
-    num_workers: int = opt(2, "loader processes when not in memory")
-    log_every: int = opt(10, "steps between metric lines and progress updates")
-    sample_every: int = opt(200, "steps between sample grids")
-    checkpoint_every: int = opt(200, "steps between checkpoints (and one at the end)")
-    swd_images: int = opt(256, "images per set for the SWD quality measure")
+    num_workers: int = opt(2, "loader processes when not in memory", low=0)
+    log_every: int = opt(10, "steps between metric lines and progress updates", low=1)
+    sample_every: int = opt(200, "steps between sample grids", low=1)
+    checkpoint_every: int = opt(200, "steps between checkpoints (and one at the end)", low=1)
+    swd_images: int = opt(256, "images per set for the SWD quality measure", low=1, high=100_000)
 
     def __post_init__(self):
-        for name in ("steps", "n_critic", "log_every", "sample_every", "checkpoint_every", "swd_images"):
-            check_positive(name, getattr(self, name), LIMITS.get(name))
-        if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) \
-                or self.num_workers < 0:
-            raise ValueError(f"num_workers={self.num_workers!r}: expected an integer >= 0")
-        for name in ("gp_weight", "beta", "vae_weight", "recon_sigma"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not 0 <= value < math.inf:  # NaN fails every comparison
-                raise ValueError(f"{name}={value!r}: expected a finite number >= 0")
-        if not isinstance(self.lr, (int, float)) or not 0 < self.lr < 1:
-            raise ValueError(f"lr={self.lr!r}: expected a number in (0, 1)")
-        if isinstance(self.lr_decay, bool) or not isinstance(self.lr_decay, (int, float)) \
-                or not 0 <= self.lr_decay <= 1:
-            raise ValueError(f"lr_decay={self.lr_decay!r}: expected a fraction of the run in [0, 1] (0: constant)")
-        if isinstance(self.ema_decay, bool) or not isinstance(self.ema_decay, (int, float)) \
-                or not 0 <= self.ema_decay < 1:
-            raise ValueError(f"ema_decay={self.ema_decay!r}: expected a number in [0, 1) (0: off)")
-        for name in ("recon_through_generator", "adversarial_recon", "use_predictor", "in_memory"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name}={getattr(self, name)!r}: expected True or False")
+        check_fields(self)
         check_augment(self.augment)
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+        if not isinstance(self.betas, tuple) or len(self.betas) != 2 or not all(
+                isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in self.betas):
             raise ValueError(f"betas={self.betas!r}: expected two numbers in [0, 1)")
 
 
@@ -286,13 +290,11 @@ class Config:
     video: VideoConfig = field(default_factory=VideoConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    batch_size: int = opt(16, "images per training step")
-    seed: int = opt(0, "seeds weights, noise vectors and data order")
+    batch_size: int = opt(16, "images per training step", low=1, high=4096)
+    seed: int = opt(0, "seeds weights, noise vectors and data order", low=0, high=2**31 - 1)
 
     def __post_init__(self):
-        check_positive("batch_size", self.batch_size, LIMITS["batch_size"])
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= LIMITS["seed"]:
-            raise ValueError(f"seed={self.seed!r}: expected an integer in 0..{LIMITS['seed']}")
+        check_fields(self)
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "Config":
@@ -368,12 +370,7 @@ PRESETS = {
                           swd_images=64),
         batch_size=4,
     ),
-    # Tuned to learn visibly within `make train`'s minutes on a 2-core CPU: fewer critic
-    # steps, a larger learning rate and a stronger VAE term than the references; an
-    # unstrided predictor (a stride would leave it 16 px frames); a short weight average;
-    # the critic judging reconstructions too; conditional on the class, with a small code
-    # and a learned mixture prior, on 1,000 centred shapes a class. Each choice was
-    # screened against the one before it: docs/training.md says what each study measured.
+    # Tuned to learn visibly in `make train`'s minutes on a 2-core CPU: see docs/training.md.
     "cpu": Config(
         model=ModelConfig(image_size=32, widths=(32, 64, 128), critic_widths=(32, 64, 128),
                           latent_dim=8, num_classes=4, prior_components=4, num_frames=6,
