@@ -33,7 +33,7 @@ def trained_generator(seed=0):
 
 def test_the_class_changes_the_image_and_is_checked_by_name():
     g = trained_generator()
-    z = g.sample_z(4, seed=1)
+    z = g.sample_noise(4, seed=1)
     a = g.generate(z, torch.tensor([0, 0, 0, 0]), seed=0)
     b = g.generate(z, torch.tensor([1, 1, 1, 1]), seed=0)
     assert not torch.allclose(a, b)
@@ -44,14 +44,16 @@ def test_the_class_changes_the_image_and_is_checked_by_name():
         g.generate(z, torch.tensor([0.0, 1, 2, 3]))
     with pytest.raises(ValueError, match="needs the images' labels"):
         g.vae.encode(torch.rand(4, 3, 16, 16))
-    with pytest.raises(ValueError, match="unconditional"):
-        Generator.build(Config.preset("tiny")).generate(z[:, :8], torch.tensor([0, 1, 2, 3]))
+    plain = Generator.build(Config.preset("tiny"))  # one class: labels of width zero, ignored
+    z8 = z[:, :8]
+    assert torch.equal(plain.generate(z8, torch.tensor([0, 1, 2, 3]), seed=0), plain.generate(z8, seed=0))
+    assert plain.vae.condition(z8, torch.tensor([3, 1, 0, 2])).shape == (4, 8)
 
 
 def test_conditional_decode_per_sample_equals_a_loop():
     g = trained_generator()
     ref = ReferenceGenerator(g.config, g.vae, g.predictor)
-    z, y = g.sample_z(6, seed=2), torch.tensor([3, 1, 0, 2, 2, 1])
+    z, y = g.sample_noise(6, seed=2), torch.tensor([3, 1, 0, 2, 2, 1])
     with torch.no_grad():
         fast, d_fast = g.generate(z, y, seed=5, return_delta=True)
         slow, d_slow = ref.generate(z, y, seed=5, return_delta=True)
@@ -60,7 +62,7 @@ def test_conditional_decode_per_sample_equals_a_loop():
 
 def test_zero_delta_gives_the_base_images_of_the_class_asked():
     g = trained_generator()
-    z, y = g.sample_z(4, seed=3), torch.tensor([2, 0, 3, 1])
+    z, y = g.sample_noise(4, seed=3), torch.tensor([2, 0, 3, 1])
     with torch.no_grad():
         assert torch.allclose(g.generate(z, y, scale=0.0, seed=0), g.vae.decode(z, y), atol=1e-6)
 
@@ -140,7 +142,7 @@ def test_videos_and_the_delta_explorer_draw_the_class_asked(tmp_path, data, caps
     assert not torch.allclose(first[1], latent_walk(g, 2, 4, seed=0, label=0)[1])
     assert feedback_video(g, 2, 3, label=3)[0].shape == (2, 3, 3, 16, 16)
     sweep = delta_sweep(g, 2, 4, label=1)
-    z = g.sample_z(2, seed=0)
+    z = g.sample_noise(2, seed=0)
     assert torch.allclose(sweep[:, 0], g.vae.decode(z, torch.tensor([1, 1])), atol=1e-6)  # s = 0
     with pytest.raises(ValueError, match=r"label 9: expected a class in 0\.\.3"):
         feedback_video(g, 1, 3, label=9)
@@ -177,7 +179,7 @@ def test_a_walk_across_classes_blends_the_class_as_it_blends_the_code(prior_comp
     walk = latent_walk(g, 2, 6, keyframes=3, seed=0, use_delta=False, across_classes=True)
     within = latent_walk(g, 2, 6, keyframes=3, seed=0, use_delta=False)
     # Frame 0 and every second frame are keyframes: video n's keyframe k is of class n + k.
-    keys = g.sample_z(6, seed=0)
+    keys = g.sample_noise(6, seed=0)
     labels = torch.tensor([0, 1, 2, 1, 2, 3])
     codes = g.vae.from_noise(keys, labels)
     for n in range(2):
@@ -235,6 +237,9 @@ def test_the_trainer_draws_samples_of_the_classes_asked_and_gives_real_labels(da
         expected = generate_fixed(trainer.generator_ema.eval(), z, y=torch.full((8,), k), seed=0)[0]
         assert torch.allclose(trainer.samples(8, y=torch.full((8,), k)), expected, atol=1e-6)
     plain = Trainer(Config.preset("tiny", swd_images=16), data=data, progress=False)
-    assert plain.real_images(4, labels=True)[1] is None
-    with pytest.raises(ValueError, match="labels given, but this model is unconditional"):
-        plain.samples(4, y=torch.zeros(4, dtype=torch.long))
+    x, y = plain.real_images(4, labels=True)  # the data's classes, which the model ignores
+    assert torch.equal(y, trainer.real_images(4, labels=True)[1])
+    # An unconditional model has one class: whatever labels it is given, it draws the same.
+    assert torch.equal(plain.samples(4, y=torch.tensor([3, 1, 0, 2])), plain.samples(4))
+    with pytest.raises(ValueError, match=r"labels: expected an integer tensor of shape \(4,\)"):
+        plain.samples(4, y=torch.zeros(3, dtype=torch.long))

@@ -18,7 +18,7 @@ def test_a_predictor_that_ignores_its_input_has_no_spread_and_costs_nothing(gene
     head = generator.predictor.head[-1]
     with torch.no_grad():  # a constant output: weights zero, bias not
         head.bias.normal_(0, 0.1)
-    z, real = generator.sample_z(32, seed=1), torch.rand(32, 3, 16, 16)
+    z, real = generator.sample_noise(32, seed=1), torch.rand(32, 3, 16, 16)
     figures = delta_figures(generator, z, real)
     assert figures["delta_spread"] == pytest.approx(0, abs=1e-5)
     assert figures["delta_min_cos"] == pytest.approx(1, abs=1e-5)
@@ -41,7 +41,7 @@ def test_a_predictor_that_reacts_has_spread_and_its_mean_decodes_otherwise(gener
     generator.predictor = PixelsAsDelta(generator.deltas.weight_update_size)
     with torch.no_grad():  # a decoder whose images differ from each other
         generator.vae.decoder.fc.weight.normal_(0, 1)
-    z, real = generator.sample_z(32, seed=1), torch.rand(32, 3, 16, 16)
+    z, real = generator.sample_noise(32, seed=1), torch.rand(32, 3, 16, 16)
     figures = delta_figures(generator, z, real)
     assert figures["delta_spread"] > 0.05 and figures["delta_min_cos"] < 0.999
     assert figures["swd_mean_delta"] != pytest.approx(figures["swd"], abs=1e-4)
@@ -53,7 +53,7 @@ def test_a_predictor_that_reacts_has_spread_and_its_mean_decodes_otherwise(gener
 def test_plain_generator_has_only_swd():
     torch.manual_seed(0)
     plain = Generator.build(Config.preset("tiny", use_predictor=False))
-    figures = delta_figures(plain, plain.sample_z(8, seed=0), torch.rand(8, 3, 16, 16))
+    figures = delta_figures(plain, plain.sample_noise(8, seed=0), torch.rand(8, 3, 16, 16))
     assert set(figures) == {"swd"}
 
 
@@ -64,7 +64,7 @@ def test_vae_figures_count_the_dimensions_the_encoder_uses(generator):
         generator.vae.fc_logvar.weight.zero_(), generator.vae.fc_logvar.bias.zero_()
         enc.weight.zero_(), enc.bias.zero_()
         enc.bias[0] = 1.0  # KL of that dimension: 0.5 * 1^2
-    figures = vae_figures(generator, images)
+    figures = vae_figures(generator, images, torch.zeros(16, dtype=torch.long))
     assert figures["active_dims"] == 1
     assert figures["kl_per_dim"] == pytest.approx(0.5 / generator.vae.latent_dim)
     recon = generate_fixed(generator, generator.vae.encode(images)[0], seed=0)[0]

@@ -10,7 +10,7 @@ from vidgen_nb.trainer import Trainer
 
 def test_without_a_predictor_it_is_the_plain_decoder():
     generator = Generator.build(Config.preset("tiny", use_predictor=False))
-    z = generator.sample_z(3, seed=0)
+    z = generator.sample_noise(3, seed=0)
     x, delta = generator.generate(z, return_delta=True)
     assert delta is None and torch.equal(x, generator.vae.decode(z))
     with pytest.raises(ValueError, match="no weight predictor"):
@@ -30,7 +30,7 @@ def test_a_constant_delta_is_one_learned_vector_for_every_image_and_starts_at_th
     generator = Generator.build(Config.preset("tiny", delta_source="constant"))
     assert isinstance(generator.predictor, ConstantDelta)
     assert generator.predictor.output_size == generator.deltas.weight_update_size
-    z = generator.sample_z(5, seed=0)
+    z = generator.sample_noise(5, seed=0)
     x, delta = generator.generate(z, return_delta=True)
     assert torch.equal(x, generator.vae.decode(z))  # zero at the start, like the predictor's head
     with torch.no_grad():
@@ -47,9 +47,9 @@ def test_a_constant_delta_is_one_learned_vector_for_every_image_and_starts_at_th
 def test_seeded_noise_is_the_same_on_any_call_and_leaves_the_global_stream():
     generator = Generator.build(Config.preset("tiny"))
     state = torch.get_rng_state()
-    a, b = generator.sample_z(4, seed=7), generator.sample_z(4, seed=7)
+    a, b = generator.sample_noise(4, seed=7), generator.sample_noise(4, seed=7)
     assert torch.equal(a, b) and torch.equal(torch.get_rng_state(), state)
-    assert not torch.equal(a, generator.sample_z(4, seed=8))
+    assert not torch.equal(a, generator.sample_noise(4, seed=8))
 
 
 @pytest.mark.parametrize("ema_decay", [0.0, 0.9])

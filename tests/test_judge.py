@@ -142,7 +142,7 @@ def test_unseen_images_are_another_drawing_and_their_reconstructions_are_judged(
     train_images = {bytes(x.numpy()) for x in trainer.dataset.images}
     assert len(unseen) == 4 * UNSEEN_PER_CLASS and not train_images & {bytes(x.numpy()) for x in unseen.images}
     images = unseen.images.float() / 255
-    recon = reconstruct(trainer.generator_ema, images, labels=unseen.labels, seed=trainer.config.seed)
+    recon = reconstruct(trainer.generator_ema, images, unseen.labels, seed=trainer.config.seed)
     trainer.judge = BrightnessJudge(16, recon.flatten(1).mean(1).median().item())
     record = trainer.evaluate()
     expected = judge.judge_shapes(trainer.judge, recon, unseen.labels, tuple(trainer.dataset.classes))

@@ -13,8 +13,10 @@ from vidgen_nb.checkpoint import load_checkpoint
 from vidgen_nb.device import pick_device
 from vidgen_nb.evaluation import generate_fixed
 from vidgen_nb.generator import Generator
+from vidgen_nb import step
 from vidgen_nb.step import learning_rate
-from vidgen_nb.trainer import NonFiniteLossError, Trainer, reconstruct_sampled
+from vidgen_nb.stopping import NonFiniteLossError
+from vidgen_nb.trainer import Trainer
 
 
 @pytest.fixture(scope="module")
@@ -245,18 +247,19 @@ def test_the_critic_judges_reconstructions_when_asked(data, through_generator):
     trainer.train(1)
     seen = []
     hook = trainer.critic.register_forward_hook(lambda m, args, out: seen.append(args[0].detach()))
-    real = trainer._real()
+    real, y = trainer._real_batch()
     torch.manual_seed(5)
-    trainer.critic_step(real)
+    step.critic_step(trainer.parts, real, y, trainer.config.train)
     half = len(real) // 2
     fakes = seen[0][len(real):]  # real and fake go through the critic as one batch
     torch.manual_seed(5)  # the same draws again: the samples, then the reconstructions
     with torch.no_grad():
         samples = trainer.generator.generate(trainer.vae.sample_z(len(real) - half))
-        recon = reconstruct_sampled(trainer.generator, real[len(real) - half:], through_generator)[0]
+        recon = trainer.generator.reconstruct(real[len(real) - half:])[0]
     assert torch.allclose(fakes, torch.cat([samples, recon]), atol=1e-6)
     seen.clear()
-    trainer.generator_step(trainer._real())  # the generator's term covers samples and reconstructions
+    # The generator's term covers samples and reconstructions.
+    step.generator_step(trainer.parts, *trainer._real_batch(), trainer.config.train)
     hook.remove()
     assert [len(x) for x in seen] == [2 * len(real)]
 

@@ -59,11 +59,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     """``fp32`` or ``bf16`` for ``precision`` in ``PRECISIONS`` on ``device``.
 
     auto: bf16 on CUDA, float32 on every other device. On CPUs, even those with bf16
-    instructions (about 1.4x faster there), bf16 is only used when asked for: measured on
-    an AMD EPYC with avx512_bf16, oneDNN's bf16 convolutions made the ``tiny`` preset's
-    losses NaN within 8 to 45 steps (three seeds of three, through the predictor's
-    channels-last Conv3d, which training now keeps contiguous in bf16 on the CPU) and a
-    resumed run differs from an uninterrupted one by ~5e-4, where float32 is exact.
+    instructions, bf16 is only used when asked for: there a resumed run is not exact, and
+    oneDNN's bf16 convolutions were seen to turn losses NaN (docs/speed.md says when).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r}: expected one of {PRECISIONS}")

@@ -1,5 +1,9 @@
 """What a trained generator is worth, in numbers: samples, the VAE, and the weight deltas.
 
+Functions of a generator (the trainer's weight average), the data and the config, as
+stylegan2-ada's loop hands ``G_ema`` to its metrics: ``evaluate`` gives every figure a
+run ends with; ``samples`` and ``reconstructions`` the pictures.
+
 Every figure compares against real images with the kit's own ``swd`` (lower is
 better; its patches and directions always drawn with seed 0, so runs compare), next to the floor two sets of real images reach against each other:
 
@@ -9,10 +13,13 @@ better; its patches and directions always drawn with seed 0, so runs compare), n
   ``active_dims`` (dimensions whose KL exceeds 0.01 nats: the ones the encoder uses),
   ``recon_rms`` (root mean squared error per value) and ``recon_swd`` of the
   reconstructions of the posterior means.
-* The shapes, when ``name_shapes`` is given (the shape judge of ``judge.py``, as
-  ``partial(judge_shapes, judge)``): ``shapes_named`` and ``shape_counts`` of the
-  samples, ``shapes_named_recon`` of the reconstructions (their inputs are real
-  images, which it names nearly always: ``shapes_named_real`` says how often).
+* The shapes, when there is a judge for the data (the shape judge of ``judge.py``):
+  ``shapes_named`` and ``shape_counts`` of the samples (and, for a conditional model,
+  ``named_as_asked`` and the per-class shares), ``shapes_named_recon`` of the
+  reconstructions (their inputs are real images, which it names nearly always:
+  ``shapes_named_real`` says how often), ``shapes_named_unseen`` of the reconstructions
+  of built-in images drawn with another seed, which the model never trained on (and
+  ``unseen_as_class`` when conditional).
 * The deltas: ``delta_spread`` = mean ||delta_i - mean|| / ||mean|| and
   ``delta_min_cos`` = the smallest cosine between an image's delta and the mean (a
   predictor that ignores its input has spread 0 and cosine 1); ``swd_mean_delta``
@@ -23,12 +30,18 @@ better; its patches and directions always drawn with seed 0, so runs compare), n
 
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+import functools
+from typing import Callable, ContextManager
 
 import torch
 import torch.nn.functional as F
 
+from .config import Config
+from .data import builtin_dataset, load_dataset
+from .data.shapes import UNSEEN_PER_CLASS, UNSEEN_SEED
 from .generator import Generator
+from .judge import ShapeJudge, judge_shapes
 from .losses import kl_divergence
 from .metrics import swd
 
@@ -36,52 +49,81 @@ ACTIVE_KL = 0.01  # nats: a latent dimension with more KL than this carries info
 CHUNK = 64  # noise vectors generated at once (bounds memory at 128 px)
 
 
+def fixed_noise(config: Config) -> torch.Tensor:
+    """The noise vectors (max(64, swd_images), latent_dim) of every sample grid and SWD,
+    drawn from their own generator, so that looking at samples never changes the
+    training's random stream."""
+    g = torch.Generator().manual_seed(config.seed + 1)
+    return torch.randn(max(64, config.train.swd_images), config.model.latent_dim, generator=g)
+
+
 @torch.no_grad()
 def generate_fixed(generator: Generator, z: torch.Tensor, *, seed: int = 0, scale: float = 1.0,
                    y: torch.Tensor | None = None):
-    """``generate`` in chunks of 64 noise vectors, chunk i with video seed ``seed + i``.
+    """``generate`` in chunks of 64 codes, chunk i with video seed ``seed + i``.
 
-    ``y``: the classes asked for, when the model is conditional (default: each class in
-    turn over all of z). Returns (images, delta), delta None without a predictor: the
-    same images for the same z and seed, however they are later compared.
+    ``y``: the classes asked for (default: each class in turn over all of z). Returns
+    (images, delta), delta None without a predictor: the same images for the same z and
+    seed, however they are later compared.
     """
     y = generator.vae.labels(y, len(z), z.device)
-    labels = [None] * len(z.split(CHUNK)) if y is None else y.split(CHUNK)
     parts = [generator.generate(zc, y=yc, scale=scale, seed=seed + i, return_delta=True)
-             for i, (zc, yc) in enumerate(zip(z.split(CHUNK), labels))]
+             for i, (zc, yc) in enumerate(zip(z.split(CHUNK), y.split(CHUNK)))]
     images = torch.cat([x for x, _ in parts])
     return images, (None if parts[0][1] is None else torch.cat([d for _, d in parts]))
 
 
-def _decode_means(generator: Generator, mu: torch.Tensor, through_generator: bool, seed: int,
-                  labels: torch.Tensor | None = None):
-    """Posterior means -> images: by the whole generator, or by the base decoder alone."""
-    if through_generator:
-        return generate_fixed(generator, mu, seed=seed, y=labels)[0]
-    return generator.vae.decode(mu, labels)
+@torch.no_grad()
+def samples(generator: Generator, noise: torch.Tensor, n: int = 64, *, seed: int = 0,
+            scale: float = 1.0, y: torch.Tensor | int | None = None) -> torch.Tensor:
+    """Images (n, C, H, W) the generator makes from the first n ``noise`` vectors (as
+    codes of its prior), of the classes ``y`` (default: each in turn), on the CPU."""
+    noise = noise[:n].to(generator.device)
+    y = generator.vae.labels(y, n, noise.device)
+    x, _ = generate_fixed(generator, generator.vae.from_noise(noise, y), seed=seed, scale=scale, y=y)
+    return x.float().cpu()
+
+
+def real_fixed(dataset, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """n real images (n, C, H, W) in [0, 1] and their classes (n,), a fixed seeded
+    choice from ``dataset`` (an ImageFolder or the in-memory set), on the CPU."""
+    idx = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:n]
+    images = getattr(dataset, "images", None)
+    if images is not None:
+        return images[idx].float() / 255, dataset.labels[idx]
+    xs, ys = zip(*[dataset[i] for i in idx.tolist()])
+    return torch.stack(xs), torch.as_tensor(ys)
 
 
 @torch.no_grad()
-def reconstruct(generator: Generator, images: torch.Tensor, *, through_generator: bool = True,
-                seed: int = 0, labels: torch.Tensor | None = None) -> torch.Tensor:
-    """Images (and their labels, when conditional) -> their posterior means -> decoded
-    again (as ``vae_figures`` measures them)."""
+def reconstruct(generator: Generator, images: torch.Tensor, labels: torch.Tensor, *,
+                seed: int = 0) -> torch.Tensor:
+    """Images and their labels -> their posterior means -> decoded again as training
+    decodes reconstructions (``Generator.decode_codes``), in chunks of 64, chunk i with
+    video seed ``seed + i``."""
     mu = generator.vae.encode(images, labels)[0]
-    return _decode_means(generator, mu, through_generator, seed, labels)
+    return torch.cat([generator.decode_codes(m, y, seed=seed + i)
+                      for i, (m, y) in enumerate(zip(mu.split(CHUNK), labels.split(CHUNK)))])
+
+
+def reconstructions(generator: Generator, dataset, n: int = 32, *, seed: int = 0):
+    """n fixed real images (``real_fixed``) and the generator's reconstructions of
+    them, both (n, C, H, W) on the CPU."""
+    real, labels = real_fixed(dataset, n)
+    return real, reconstruct(generator, real.to(generator.device), labels.to(generator.device),
+                             seed=seed).float().cpu()
 
 
 @torch.no_grad()
-def vae_figures(generator: Generator, images: torch.Tensor, *, through_generator: bool = True,
-                seed: int = 0, name_shapes: Callable | None = None,
-                labels: torch.Tensor | None = None) -> dict[str, float]:
+def vae_figures(generator: Generator, images: torch.Tensor, labels: torch.Tensor, *, seed: int = 0,
+                name_shapes: Callable | None = None) -> dict[str, float]:
     """KL per dimension, active dimensions, and the reconstructions' RMS error and SWD.
 
-    Reconstructions decode the posterior means: with ``through_generator`` by
-    ``generator.generate`` (theta + the image's own delta), else by the base decoder.
+    Reconstructions decode the posterior means (``reconstruct``).
     """
     mu, logvar = generator.vae.encode(images, labels)
     kl_dims = 0.5 * (mu.square() + logvar.exp() - 1 - logvar).float().mean(0)  # (latent_dim,)
-    recon = _decode_means(generator, mu, through_generator, seed, labels).float()
+    recon = reconstruct(generator, images, labels, seed=seed).float()
     images = images.float()
     figures = {
         "kl_per_dim": kl_divergence(mu.float(), logvar.float()).item() / mu.shape[1],
@@ -90,7 +132,7 @@ def vae_figures(generator: Generator, images: torch.Tensor, *, through_generator
         "recon_swd": swd(recon.cpu(), images.cpu()),
     }
     if name_shapes is not None:
-        figures["shapes_named_recon"] = name_shapes(recon)["shapes_named"]
+        figures["shapes_named_recon"] = name_shapes(recon, labels)["shapes_named"]
     return figures
 
 
@@ -103,8 +145,8 @@ def delta_figures(generator: Generator, z: torch.Tensor, real: torch.Tensor, *,
     y = generator.vae.labels(None, len(z), z.device)
     x, delta = generate_fixed(generator, z, seed=seed, y=y)
     figures = {"swd": swd(x.float().cpu(), real)}
-    if name_shapes is not None:  # a conditional model's samples judged against the class asked
-        figures.update(name_shapes(x) if y is None else name_shapes(x, y))
+    if name_shapes is not None:
+        figures.update(name_shapes(x, y))
     if delta is None:
         return figures
     delta = delta.float()
@@ -129,3 +171,63 @@ def real_floor(images: torch.Tensor) -> float:
     if half < 2:
         raise ValueError(f"{len(images)} images: need at least 4 to compare two halves")
     return swd(images[:half], images[half:2 * half])
+
+
+@functools.lru_cache(maxsize=1)
+def unseen_images(background: str, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Built-in images (and classes) drawn with another seed than any training set's:
+    the model never trained on them. Drawn once, then kept."""
+    folder = builtin_dataset(background=background, per_class=UNSEEN_PER_CLASS, seed=UNSEEN_SEED)
+    unseen = load_dataset(folder, image_size=image_size, in_memory=True, num_workers=0)
+    return unseen.images.float() / 255, unseen.labels
+
+
+@torch.no_grad()
+def unseen_figures(generator: Generator, background: str, *, seed: int, name_shapes: Callable) -> dict:
+    """The shapes of the reconstructions of built-in images the model never trained on
+    (``unseen_images``): what it learned, not what it remembers."""
+    images, labels = unseen_images(background, generator.config.model.image_size)
+    recon = reconstruct(generator, images.to(generator.device), labels.to(generator.device), seed=seed)
+    judged = name_shapes(recon.float(), labels)
+    figures = {"shapes_named_unseen": judged["shapes_named"]}
+    if "named_as_asked" in judged:  # a conditional model: named as the class it was given
+        figures["unseen_as_class"] = judged["named_as_asked"]
+    return figures
+
+
+def evaluate(generator: Generator, dataset, config: Config, noise: torch.Tensor, *,
+             judge: ShapeJudge | None = None, background: str | None = None,
+             autocast: Callable[[], ContextManager] = contextlib.nullcontext) -> dict:
+    """Every quality figure of this module for ``generator`` (usually the weight average).
+
+    The SWD figures compare ``swd_images`` generated images (the first ``noise``
+    vectors) with as many real ones (``real_fixed``); ``swd_floor`` compares two disjoint
+    halves of the data. With the shape ``judge`` of the built-in data drawn as
+    ``background``, the shape figures too. ``autocast``: the precision the generator
+    runs in (its figures are measured under it; the judge and the floor in float32).
+    """
+    n = min(config.train.swd_images, len(dataset))
+    real, labels = real_fixed(dataset, len(dataset) if len(dataset) < 2 * n else 2 * n)
+    name_shapes = None
+    if judge is not None:  # judged against the class asked, when the model has classes
+        conditional, classes = bool(config.model.num_classes), tuple(dataset.classes or ())
+        name_shapes = functools.partial(_name_shapes, judge, conditional, classes)
+    device = generator.device
+    with autocast():
+        codes = generator.vae.from_noise(noise[:n].to(device))
+        figures = delta_figures(generator, codes, real[:n], seed=config.seed, name_shapes=name_shapes)
+        figures.update(vae_figures(generator, real[:n].to(device), labels[:n].to(device),
+                                   seed=config.seed, name_shapes=name_shapes))
+    if judge is not None:
+        figures["shapes_named_real"] = judge_shapes(judge, real[:n])["shapes_named"]
+        with autocast():
+            figures.update(unseen_figures(generator, background, seed=config.seed, name_shapes=name_shapes))
+    figures["swd_floor"] = real_floor(real)
+    return figures
+
+
+def _name_shapes(judge: ShapeJudge, conditional: bool, classes: tuple, images: torch.Tensor,
+                 labels: torch.Tensor) -> dict:
+    """The judge's figures for images of the classes ``labels``: also as asked when the
+    model is conditional (an unconditional model's labels carry nothing)."""
+    return judge_shapes(judge, images, labels if conditional else None, classes=classes)

@@ -38,9 +38,8 @@ def _check_sizes(num_videos, num_frames) -> None:
 
 def _labels(generator: Generator, label: int | None, n: int, repeat: int = 1):
     """The labels (n * repeat,) of n videos of ``repeat`` images each: ``label`` for every
-    video, else the classes in turn; None when unconditional. ``ValueError`` naming a bad class."""
-    y = generator.vae.labels(label, n, generator.device)
-    return None if y is None else y.repeat_interleave(repeat)
+    video, else the classes in turn (all 0 when unconditional). ``ValueError`` naming a bad class."""
+    return generator.vae.labels(label, n, generator.device).repeat_interleave(repeat)
 
 
 @torch.no_grad()
@@ -77,16 +76,15 @@ def latent_walk(generator: Generator, num_videos: int = 4, num_frames: int = 24,
                          + ("" if classes else " (this model is unconditional)"))
     if use_delta:
         _need_predictor(generator, "latent-walk with deltas")
-    keys = generator.sample_z(num_videos * keyframes, seed=seed)
+    keys = generator.sample_noise(num_videos * keyframes, seed=seed)
     key_labels = _labels(generator, label, num_videos, keyframes)
     if across_classes:  # (N * K,): video n's keyframe k is of class n + k
         key_labels = (torch.arange(num_videos, device=keys.device)[:, None]
                       + torch.arange(keyframes, device=keys.device)).flatten() % classes
     if generator.vae.prior is not None:  # the codes of the keyframes, each of its class
         keys = generator.vae.from_noise(keys, key_labels)
-    keys = keys.view(num_videos, keyframes, -1)  # (N * K, D) -> (N, K, D)
-    if key_labels is not None:  # the keyframes' one-hot classes, beside their codes
-        keys = torch.cat([keys, F.one_hot(key_labels, classes).to(keys.dtype).view(num_videos, keyframes, -1)], 2)
+    # The keyframes' one-hot classes beside their codes: (N * K, D) -> (N, K, D + classes)
+    keys = generator.vae.condition(keys, key_labels).view(num_videos, keyframes, -1)
     if loop:
         keys = torch.cat([keys, keys[:, :1]], 1)
     segments = keys.shape[1] - 1
@@ -116,7 +114,7 @@ def delta_sweep(generator: Generator, num_videos: int = 4, num_frames: int = 24,
     """
     _check_sizes(num_videos, num_frames)
     _need_predictor(generator, "delta-sweep")
-    z = _decoder_input(generator, generator.sample_z(num_videos, seed=seed), label)  # (N, D [+ classes])
+    z = _decoder_input(generator, generator.sample_noise(num_videos, seed=seed), label)  # (N, D [+ classes])
     delta = generator.predict_delta(generator.vae.decoder(z), seed=seed)  # (N, WEIGHT_UPDATE_SIZE)
     s = amplitude * torch.sin(2 * math.pi * torch.arange(num_frames, device=z.device) / num_frames)
     deltas = (delta[:, None] * s[None, :, None]).reshape(num_videos * num_frames, -1)
@@ -149,7 +147,7 @@ def feedback_video(generator: Generator, num_videos: int = 4, num_frames: int = 
     window = generator.num_frames
     params = dict(generator.vae.named_parameters())
     theta = torch.sqrt(sum(params[n].square().sum() for n in generator.deltas.names))
-    z = _decoder_input(generator, generator.sample_z(num_videos, seed=seed), label)
+    z = _decoder_input(generator, generator.sample_noise(num_videos, seed=seed), label)
     frames = [generator.vae.decoder(z)]  # frame 0: the base weights
     ratios = [torch.zeros(num_videos, device=z.device)]
     delta = None

@@ -61,9 +61,10 @@ class Generator(nn.Module):
         return WeightPredictor3DCNN.from_config(config.model, size)
 
     @classmethod
-    def build(cls, config: Config) -> "Generator":
-        """Fresh networks for ``config`` (with a predictor when ``use_predictor``)."""
-        vae = VAE(config.model)
+    def build(cls, config: Config, vae: VAE | None = None) -> "Generator":
+        """Fresh networks for ``config``: a new VAE unless one is given, and a new
+        predictor for it when ``use_predictor``."""
+        vae = VAE(config.model) if vae is None else vae
         predictor = cls.new_predictor(config, vae) if config.train.use_predictor else None
         return cls(config, vae, predictor)
 
@@ -120,7 +121,7 @@ class Generator(nn.Module):
         """Codes z (B, latent_dim) -> generated images (B, C, H, W) in [0, 1].
 
         Under the seed's N(0, I) prior the codes are the noise vectors themselves; under
-        a learned prior, ``vae.from_noise`` of them (``Trainer.fixed_codes`` for the
+        a learned prior, ``vae.from_noise`` of them (``evaluation.samples`` for the
         fixed samples).
 
         With the predictor: decode, make the synthetic video, predict delta, decode again
@@ -133,7 +134,7 @@ class Generator(nn.Module):
             shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
             raise ValueError(f"z: expected noise vectors of shape (B, {self.vae.latent_dim}) with "
                              f"B >= 1, got {shape}")
-        zc = self.vae.condition(z, y)  # the decoder's input: z, and the one-hot class if any
+        zc = self.vae.condition(z, y)  # the decoder's input: z and the one-hot class (width 0 if none)
         if self.predictor is None:
             x = self.vae.decoder(zc)
             return (x, None) if return_delta else x
@@ -149,9 +150,27 @@ class Generator(nn.Module):
         x = self.deltas.decode(zc, delta, scale=scale, features=h)
         return (x, delta) if return_delta else x
 
-    def sample_z(self, n: int, *, seed: int | None = None) -> torch.Tensor:
+    def decode_codes(self, z: torch.Tensor, y: torch.Tensor | None = None, *,
+                     seed: int | None = None) -> torch.Tensor:
+        """Codes z (B, latent_dim) -> images as reconstructions are decoded: by the whole
+        generator (theta + the delta of the image's own video) or by theta alone, as
+        ``recon_through_generator`` says (read here only)."""
+        if self.config.train.recon_through_generator:
+            return self.generate(z, y, seed=seed)
+        return self.vae.decode(z, y)
+
+    def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None):
+        """Training's reconstructions: real x (B, C, H, W) (and labels y (B,)) -> x_hat,
+        mu, logvar, z, where x_hat decodes (``decode_codes``) a posterior sample
+        z = mu + sigma * eps."""
+        mu, logvar = self.vae.encode(x, y)
+        z = self.vae.reparameterize(mu, logvar)
+        return self.decode_codes(z, y), mu, logvar, z
+
+    def sample_noise(self, n: int, *, seed: int | None = None) -> torch.Tensor:
         """n noise vectors (n, latent_dim) from N(0, I) on the generator's device (the
-        codes of a learned prior are ``vae.from_noise`` of them).
+        codes of a learned prior are ``vae.from_noise`` of them; ``vae.sample_z`` draws
+        codes directly).
 
         With ``seed``, drawn on the CPU from their own generator (the same vectors on
         any device, and the global random stream untouched); else from the global stream.

@@ -7,7 +7,6 @@ side, with values in [0, 1].
 from __future__ import annotations
 
 import io
-import math
 import os
 import re
 from pathlib import Path

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-import torch.nn.functional as F
 
 from .config import ModelConfig
 from .prior import MixturePrior
@@ -20,7 +19,7 @@ def he_init(layer: nn.Module, *, relu: bool = True) -> None:
     With gain sqrt(2) before a ReLU (He et al., 2015) the signal keeps its size from layer
     to layer; with gain 1 before anything else. PyTorch's default starts about 2.5x
     smaller per layer: the VAE's images then start grey and it learns far more slowly
-    (reconstruction RMS 0.145 instead of 0.091 after 600 steps of the cpu preset).
+    (docs/training.md, "He initialisation").
     fan_in counts the inputs that reach one output: for a transposed convolution of
     stride s, in_channels * (k / s)^2.
     """
@@ -142,33 +141,32 @@ class VAE(nn.Module):
         self.prior = MixturePrior(model_cfg.latent_dim, model_cfg.num_classes,
                                   model_cfg.prior_components) if model_cfg.prior_components else None
 
-    def labels(self, y: torch.Tensor | int | None, n: int, device: torch.device) -> torch.Tensor | None:
-        """Checked class labels (n,) for a conditional VAE: ``y`` itself, one class (an int)
-        for all n, or the classes in turn when ``y`` is None; None for an unconditional
-        VAE. ``ValueError`` naming a bad label."""
-        if not self.num_classes:
-            if y is not None:
-                raise ValueError("labels given, but this model is unconditional (num_classes=0)")
-            return None
+    def labels(self, y: torch.Tensor | int | None, n: int, device: torch.device) -> torch.Tensor:
+        """Checked class labels (n,): ``y`` itself, one class (an int) for all n, or the
+        classes in turn when ``y`` is None. An unconditional VAE has one class, 0, whatever
+        labels it is given (a dataset's carry nothing for it), and conditions on it with a
+        one-hot of width zero, as stylegan2-ada's networks carry labels of ``c_dim = 0``.
+        ``ValueError`` naming a bad label."""
         if y is None:
-            return torch.arange(n, device=device) % self.num_classes
+            y = torch.arange(n, device=device) % max(self.num_classes, 1)
         if isinstance(y, int) and not isinstance(y, bool):
             y = torch.full((n,), y, device=device)
         if not isinstance(y, torch.Tensor) or y.shape != (n,) or y.dtype.is_floating_point:
             raise ValueError(f"labels: expected an integer tensor of shape ({n},), got "
                              f"{getattr(y, 'shape', type(y).__name__)}")
+        if not self.num_classes:
+            return torch.zeros(n, dtype=torch.long, device=device)
         bad = y[(y < 0) | (y >= self.num_classes)]
         if len(bad):
             raise ValueError(f"label {int(bad[0])}: expected a class in 0..{self.num_classes - 1}")
         return y.to(device)
 
     def condition(self, h: torch.Tensor, y: torch.Tensor | int | None) -> torch.Tensor:
-        """(B, D) -> (B, D + num_classes): h and the one-hot class of ``labels(y)`` (h itself
-        when unconditional)."""
+        """(B, D) -> (B, D + num_classes): h and the one-hot class of ``labels(y)``; the
+        one-hot has width zero when unconditional, so h comes back unchanged."""
         y = self.labels(y, len(h), h.device)
-        if y is None:
-            return h
-        return torch.cat([h, F.one_hot(y, self.num_classes).to(h.dtype)], dim=1)
+        one_hot = y[:, None] == torch.arange(self.num_classes, device=h.device)  # (B, num_classes)
+        return torch.cat([h, one_hot.to(h.dtype)], dim=1)
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, C, H, W) (and its labels y (B,) when conditional) -> mu, logvar, each (B, latent_dim)."""
@@ -246,9 +244,7 @@ class Discriminator(nn.Module):
             h = minibatch_std(h)  # -> (B, C' + 1, h, w)
         h = h.flatten(1)
         score = self.score(h).squeeze(1)  # (B, 1) -> (B,)
-        if self.embed is None:
-            if y is not None:
-                raise ValueError("labels given, but this critic is unconditional (num_classes=0)")
+        if self.embed is None:  # unconditional: labels, if any, carry nothing to judge
             return score
         if y is None:
             raise ValueError("a class-conditional critic needs the images' labels y")

@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 
 from . import shipped
-from .checkpoint import CHECKPOINT, RUNS, checkpoint_file, find_run
+from .checkpoint import CHECKPOINT, RUNS, checkpoint_file, find_run, read_metrics
 from .config import FAST_ENV, Config, fast_mode
-from .trainer import Trainer, read_metrics
+from .trainer import Trainer
 
 
 FALLBACK_STEPS = 60  # the tiny preset's steps when no trained model is found: seconds

@@ -45,18 +45,17 @@ class MixturePrior(nn.Module):
         self.means = nn.Parameter(torch.randn(max(classes, 1), components, latent_dim))
         self.log_var = nn.Parameter(torch.zeros(max(classes, 1), components, latent_dim))
 
-    def _of(self, y: torch.Tensor | None, n: int):
-        """Means and log-variances (n, K, D) of each row's class (class 0 when y is None)."""
-        idx = torch.zeros(n, dtype=torch.long, device=self.means.device) if y is None else y
-        return self.means[idx], self.log_var[idx]
+    def _of(self, y: torch.Tensor):
+        """Means and log-variances (n, K, D) of each row's class y (n,) (0 when unconditional)."""
+        return self.means[y], self.log_var[y]
 
-    def log_prob(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """log p(z | y) per row: z (B, D), y (B,) or None -> (B,)."""
-        m, v = self._of(y, len(z))
+    def log_prob(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """log p(z | y) per row: z (B, D), y (B,) -> (B,)."""
+        m, v = self._of(y)
         per_component = -0.5 * ((z[:, None] - m).square() / v.exp() + v + LOG_2PI).sum(-1)
         return torch.logsumexp(per_component, 1) - math.log(self.components)
 
-    def from_noise(self, eps: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    def from_noise(self, eps: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Noise vectors eps (B, D) ~ N(0, I) -> codes (B, D) distributed as p(z | y).
 
         eps_0's uniform u = Phi(eps_0) picks component k = floor(K u); K u - k, again
@@ -66,13 +65,12 @@ class MixturePrior(nn.Module):
         k = u.floor().clamp(max=self.components - 1)
         first = torch.special.ndtri((u - k).clamp(1e-7, 1 - 1e-7)).to(eps.dtype)
         eps = torch.cat([first[:, None], eps[:, 1:]], 1)
-        m, v = self._of(y, len(eps))
+        m, v = self._of(y)
         rows = torch.arange(len(eps), device=eps.device)
         k = k.long()
         return m[rows, k] + (0.5 * v[rows, k]).exp() * eps
 
-    def kl(self, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor,
-           y: torch.Tensor | None = None) -> torch.Tensor:
+    def kl(self, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """KL(q(z | x) || p(z | y)) estimated at the posterior sample z = mu + sigma * e:
         log q(z | x) - log p(z | y), averaged over the batch."""
         log_q = -0.5 * ((z - mu).square() / logvar.exp() + logvar + LOG_2PI).sum(1)

@@ -66,7 +66,7 @@ class ReferenceGenerator(Generator):
     """
 
     def generate(self, z, y=None, *, scale=1.0, seed=None, return_delta=False):
-        y = self.vae.labels(y, len(z), z.device)  # None when unconditional
+        y = self.vae.labels(y, len(z), z.device)
         with torch.no_grad() if self.config.video.detach else contextlib.nullcontext():
             base = self.vae.decode(z, y)
         video = reference_video(base, self.num_frames, self.config.video, seed=seed)
@@ -76,7 +76,7 @@ class ReferenceGenerator(Generator):
             parts = {n: d.mean(0, keepdim=True).expand_as(d) for n, d in parts.items()}
         images = [functional_call(self.vae.decoder,
                                   self.deltas.patched({n: d[i] for n, d in parts.items()}, scale),
-                                  (self.vae.condition(z[i:i + 1], None if y is None else y[i:i + 1]),))
+                                  (self.vae.condition(z[i:i + 1], y[i:i + 1]),))
                   for i in range(len(z))]
         x = torch.cat(images)
         return (x, delta) if return_delta else x

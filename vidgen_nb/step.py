@@ -49,26 +49,23 @@ class Parts:
 class GeneratorPass(nn.Module):
     """The generator step's forward pass as one module, so that DDP can wrap it.
 
-    z (B, latent_dim), real (B, C, H, W) -> fake, delta, x_hat, kl.
+    z (B, latent_dim), real (B, C, H, W), y (B,) -> fake, delta, x_hat, kl.
     """
 
-    def __init__(self, generator: Generator, through_generator: bool = False):
+    def __init__(self, generator: Generator):
         super().__init__()
         self.generator = generator  # registered: DDP syncs the VAE and the predictor
-        self.through_generator = through_generator
 
-    def forward(self, z: torch.Tensor, real: torch.Tensor, y: torch.Tensor | None = None):
+    def forward(self, z: torch.Tensor, real: torch.Tensor, y: torch.Tensor):
         """Samples and reconstructions: codes z (B, latent_dim) from the prior, real (B, C, H, W)
-        -> fake, delta, x_hat, and the KL term of the real images' codes (``kl_term``).
-
-        A conditional model takes the real images' labels y (B,) and draws fakes of those classes."""
+        and their labels y (B,) -> fake (of the classes y), delta, x_hat, and the KL term of
+        the real images' codes (``kl_term``)."""
         fake, delta = self.generator.generate(z, y=y, return_delta=True)
-        x_hat, mu, logvar, z_post = reconstruct_sampled(self.generator, real, self.through_generator, y)
+        x_hat, mu, logvar, z_post = self.generator.reconstruct(real, y)
         return fake, delta, x_hat, kl_term(self.generator.vae, mu.float(), logvar.float(), z_post.float(), y)
 
 
-def kl_term(vae, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor,
-            y: torch.Tensor | None = None) -> torch.Tensor:
+def kl_term(vae, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """KL(q(z | x) || prior), averaged over the batch: in closed form for N(0, I)
     (``losses.kl_divergence``), else estimated at the posterior sample z (``MixturePrior.kl``)."""
     if vae.prior is None:
@@ -76,51 +73,29 @@ def kl_term(vae, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor,
     return vae.prior.kl(mu, logvar, z, vae.labels(y, len(z), z.device))
 
 
-def reconstruct_sampled(generator: Generator, real: torch.Tensor, through_generator: bool,
-                        y: torch.Tensor | None = None):
-    """Training's reconstructions: real (B, C, H, W) -> x_hat, mu, logvar, z.
-
-    x_hat is decoded from a posterior sample z = mu + sigma * eps by the whole generator
-    (theta + delta, the delta of x_hat's own video) or by theta alone; a conditional
-    model encodes and decodes with the labels y."""
-    mu, logvar = generator.vae.encode(real, y)
-    z = generator.vae.reparameterize(mu, logvar)
-    x_hat = generator.generate(z, y=y) if through_generator else generator.vae.decode(z, y)
-    return x_hat, mu, logvar, z
-
-
-def judging(critic, y: torch.Tensor | None):
-    """The critic as a function of images alone: ``critic`` itself, or, when conditional,
-    ``critic(x, y)`` with the images' labels bound."""
-    return critic if y is None else functools.partial(critic, y=y)
-
-
-def critic_step(parts: Parts, real: torch.Tensor, t: TrainConfig,
-                y: torch.Tensor | None = None) -> dict[str, float]:
+def critic_step(parts: Parts, real: torch.Tensor, y: torch.Tensor, t: TrainConfig) -> dict[str, float]:
     """One WGAN-GP update of the critic D on real images and freshly generated ones.
 
     L_D = E[D(fake)] - E[D(real)] + gp_weight * E[(||grad D(x_mix)|| - 1)^2],
     x_mix = e * real + (1 - e) * fake, e ~ U(0, 1) per image (``losses.critic_loss``).
     With ``adversarial_recon`` half the fakes are reconstructions of real images (VAE-GAN).
-    Both kinds pass through DiffAugment (``augment``), if any. A conditional critic
-    judges D(x, y): the fakes are made of the real batch's classes y, so that every
-    mix x_mix has one class.
+    Both kinds pass through DiffAugment (``augment``), if any. The critic judges
+    D(x, y) (a conditional one uses y): the fakes are made of the real batch's classes
+    y, so that every mix x_mix has one class.
     """
     generator, n = parts.generator, len(real)
     with torch.no_grad(), parts.autocast():
         if t.adversarial_recon:  # half samples, half reconstructions
-            half = n // 2
-            first, rest = (None, None) if y is None else (y[:n - half], y[n - half:])
-            fake = torch.cat([generator.generate(generator.vae.sample_z(n - half, first), y=first),
-                              reconstruct_sampled(generator, real[n - half:],
-                                                  t.recon_through_generator, rest)[0]])
+            first, rest = y[:n - n // 2], y[n - n // 2:]
+            fake = torch.cat([generator.generate(generator.vae.sample_z(len(first), first), y=first),
+                              generator.reconstruct(real[len(first):], rest)[0]])
         else:
             fake = generator.generate(generator.vae.sample_z(n, y), y=y)
     with parts.autocast():
         real, fake = diff_augment(real, t.augment), diff_augment(fake, t.augment)
-        both = None if y is None else torch.cat([y, y])  # real and fake judged as one batch
-        loss, stats = critic_loss(judging(parts.critic_net, both), real, fake,
-                                  gp_critic=judging(parts.critic, y), gp_weight=t.gp_weight)
+        both = torch.cat([y, y])  # real and fake judged as one batch
+        loss, stats = critic_loss(functools.partial(parts.critic_net, y=both), real, fake,
+                                  gp_critic=functools.partial(parts.critic, y=y), gp_weight=t.gp_weight)
     parts.check_finite("critic", loss)
     parts.opt_d.zero_grad(set_to_none=True)
     loss.backward()
@@ -128,8 +103,7 @@ def critic_step(parts: Parts, real: torch.Tensor, t: TrainConfig,
     return stats
 
 
-def generator_step(parts: Parts, real: torch.Tensor, t: TrainConfig,
-                   y: torch.Tensor | None = None) -> dict[str, float]:
+def generator_step(parts: Parts, real: torch.Tensor, y: torch.Tensor, t: TrainConfig) -> dict[str, float]:
     """One update of the VAE's base weights theta and the predictor, by one backward.
 
     L_G = -E[D(fake)] + vae_weight * (-log p(real | x_hat) + beta * KL(q(z|real) || p(z)))
@@ -143,9 +117,9 @@ def generator_step(parts: Parts, real: torch.Tensor, t: TrainConfig,
         with parts.autocast():
             z = parts.generator.vae.sample_z(len(real), y)
             fake, delta, x_hat, kl = parts.generator_pass(z, real, y)
-            judged = torch.cat([fake, x_hat]) if t.adversarial_recon else fake
-            labels = None if y is None else torch.cat([y, y]) if t.adversarial_recon else y
-            adv = generator_adversarial_loss(judging(parts.critic, labels), diff_augment(judged, t.augment))
+            judged, labels = (torch.cat([fake, x_hat]), torch.cat([y, y])) if t.adversarial_recon else (fake, y)
+            adv = generator_adversarial_loss(functools.partial(parts.critic, y=labels),
+                                             diff_augment(judged, t.augment))
             vae_term, stats = vae_loss(x_hat.float(), real.float(), kl, beta=t.beta, sigma=t.recon_sigma)
             loss = adv.float() + t.vae_weight * vae_term
         parts.check_finite("generator", loss)
@@ -192,8 +166,8 @@ def train_step(parts: Parts, next_real: Callable[[], tuple], t: TrainConfig,
                step: int) -> dict[str, float]:
     """``n_critic`` critic steps, one generator step, the average; returns the last losses.
 
-    ``next_real()`` gives the next real batch (B, C, H, W) and its labels (B,), or None
-    for them when the model is unconditional; ``step`` is the number of generator steps
+    ``next_real()`` gives the next real batch (B, C, H, W) and its labels (B,) (all 0
+    when the model is unconditional); ``step`` is the number of generator steps
     done before this one, which sets both learning rates (``learning_rate``).
     """
     lr = learning_rate(t, step)
@@ -201,9 +175,9 @@ def train_step(parts: Parts, next_real: Callable[[], tuple], t: TrainConfig,
         group["lr"] = lr
     for _ in range(t.n_critic):
         real, y = next_real()
-        stats = critic_step(parts, real, t, y)
+        stats = critic_step(parts, real, y, t)
     real, y = next_real()
-    stats.update(generator_step(parts, real, t, y))
+    stats.update(generator_step(parts, real, y, t))
     update_ema(parts, t, step)
     return stats
 
@@ -229,7 +203,7 @@ def code_path() -> str:
         return f"{indent}{fn.__module__}.{fn.__qualname__}: {summary.split('. ')[0].rstrip('.')}."
 
     order = [(critic_step, "x n_critic", (Generator.generate, critic_loss, gradient_penalty)),
-             (generator_step, "once", (GeneratorPass.forward, reconstruct_sampled, kl_term,
+             (generator_step, "once", (GeneratorPass.forward, Generator.reconstruct, kl_term,
                                        generator_adversarial_loss, vae_loss)),
              (update_ema, "once", ())]
     lines = []

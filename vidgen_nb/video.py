@@ -58,25 +58,33 @@ def synthetic_video(
     field = torch.randn(B, 1, C, H, W, device=device, generator=generator).to(dtype) * cfg.noise
     t = torch.linspace(0, 1, num_frames, device=device, dtype=dtype)  # (T,), 0 at frame 0
 
-    # One affine map per (video, frame) in grid_sample's [-1, 1] coordinates: the
-    # sampling position of output pixel (x, y) is  s*R(a) @ (x, y) - (dx, dy).
-    def per_frame(v):  # (B,) amounts -> (B, T, 1, 1), growing linearly over the frames
-        return v.view(B, 1, 1, 1) * t.view(num_frames, 1, 1)
-
-    a = per_frame(turn)
-    s = 1 / (1 + per_frame(zoom))  # sampling scale < 1 zooms in
-    dx = (cfg.shift * 2 / W) * per_frame(torch.cos(angle))
-    dy = (cfg.shift * 2 / H) * per_frame(torch.sin(angle))
-    cos, sin = s * torch.cos(a), s * torch.sin(a)
-    x = torch.arange(W, device=device, dtype=dtype) * (2 / W) + (1 / W - 1)  # pixel centres
-    y = (torch.arange(H, device=device, dtype=dtype) * (2 / H) + (1 / H - 1))[:, None]
-    grid = torch.stack([cos * x - sin * y - dx, sin * x + cos * y - dy], -1)  # (B, T, H, W, 2)
+    grid = _sampling_grid(turn, zoom, angle, cfg.shift, t, H, W)  # (B, T, H, W, 2)
     # All T frames of a video sample the same image: stack them along the height, so
     # the image is read in place instead of being copied T times.
     video = F.grid_sample(images, grid.view(B, num_frames * H, W, 2), mode="bilinear",
                           padding_mode="border", align_corners=False)  # (B, C, T*H, W)
     video = video.view(B, C, num_frames, H, W)
     # In place, one pass each: brightness, noise, clamp.
-    video.mul_(1 + per_frame(bright).view(B, 1, num_frames, 1, 1))
+    video.mul_(1 + _per_frame(bright, t).view(B, 1, num_frames, 1, 1))
     video.addcmul_(field.view(B, C, 1, H, W), t.view(num_frames, 1, 1))
     return video.clamp_(0, 1).transpose(1, 2)  # (B, T, C, H, W), a view
+
+
+def _per_frame(v: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """(B,) amounts -> (B, T, 1, 1), growing linearly over the frames' times t (T,)."""
+    return v.view(len(v), 1, 1, 1) * t.view(len(t), 1, 1)
+
+
+def _sampling_grid(turn: torch.Tensor, zoom: torch.Tensor, angle: torch.Tensor, shift: float,
+                   t: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    """One affine map per (video, frame) in grid_sample's [-1, 1] coordinates -> (B, T, H, W, 2):
+    the sampling position of output pixel (x, y) is  s*R(a) @ (x, y) - (dx, dy)."""
+    device, dtype = t.device, t.dtype
+    a = _per_frame(turn, t)
+    s = 1 / (1 + _per_frame(zoom, t))  # sampling scale < 1 zooms in
+    dx = (shift * 2 / W) * _per_frame(torch.cos(angle), t)
+    dy = (shift * 2 / H) * _per_frame(torch.sin(angle), t)
+    cos, sin = s * torch.cos(a), s * torch.sin(a)
+    x = torch.arange(W, device=device, dtype=dtype) * (2 / W) + (1 / W - 1)  # pixel centres
+    y = (torch.arange(H, device=device, dtype=dtype) * (2 / H) + (1 / H - 1))[:, None]
+    return torch.stack([cos * x - sin * y - dx, sin * x + cos * y - dy], -1)

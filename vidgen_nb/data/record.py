@@ -17,7 +17,9 @@ import hashlib
 import os
 from pathlib import Path
 
-from .shapes import BUILTIN_VERSION
+from ..config import Config
+from .loading import check_batch_size, load_dataset
+from .shapes import BUILTIN_VERSION, builtin_dataset
 
 
 def fingerprint(root: str | os.PathLike, files) -> str:
@@ -65,3 +67,25 @@ def check_record(record, path) -> dict:
         raise ValueError(f"checkpoint {path}: data is {shown}, expected the record of the data it "
                          "was trained on (a built-in set or a folder)")
     return record
+
+
+def open_training_data(config: Config, data=None, *, world_size: int = 1, skip_bad: bool = False,
+                       verbose: bool = False):
+    """What a run of ``config`` trains on: (the folder, the dataset, its record).
+
+    ``data``: an ImageFolder tree, or None for the built-in set ``config.data`` asks for
+    (written on first use). ``ValueError`` when the batch cannot be filled or a
+    conditional model's ``num_classes`` is not the data's.
+    """
+    m, t = config.model, config.train
+    builtin = config.data if data is None else None
+    if data is None:
+        data = builtin_dataset(background=builtin.builtin, per_class=builtin.builtin_per_class)
+    dataset = load_dataset(data, image_size=m.image_size, in_memory=t.in_memory,
+                           num_workers=t.num_workers, skip_bad=skip_bad, verbose=verbose)
+    check_batch_size(dataset, config.batch_size, world_size)
+    classes = getattr(dataset, "classes", None) or []
+    if m.num_classes and m.num_classes != len(classes):
+        raise ValueError(f"num_classes={m.num_classes}: the data has {len(classes)} classes "
+                         f"({', '.join(classes)}); a conditional model needs as many")
+    return data, dataset, data_record(dataset, builtin)
