@@ -7,7 +7,11 @@ import signal
 import pytest
 
 from vidgen_nb import experiments
-from vidgen_nb.experiments import ARMS, Study, StudyInterrupted, arm_config, main, run_arm
+from vidgen_nb.arm_runs import StudyInterrupted, run_arm
+from vidgen_nb.arms import ARMS, arm_config
+from vidgen_nb.experiments import main
+from vidgen_nb.report import mean_sd
+from vidgen_nb.study import Study
 from vidgen_nb.config import Config
 from vidgen_nb.trainer import Trainer
 
@@ -206,8 +210,8 @@ def test_a_checkpoint_of_another_config_in_a_run_folder_is_refused(tmp_path):
 
 
 def test_the_summary_statistics():
-    assert experiments.mean_sd([1.0, 3.0]) == (2.0, pytest.approx(2**0.5))
-    mean, sd = experiments.mean_sd([5.0])
+    assert mean_sd([1.0, 3.0]) == (2.0, pytest.approx(2**0.5))
+    mean, sd = mean_sd([5.0])
     assert mean == 5.0 and sd != sd  # one seed: no spread to report (nan)
 
 

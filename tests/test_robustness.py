@@ -19,7 +19,7 @@ from PIL import Image
 
 from vidgen_nb import Config, builtin_dataset
 from vidgen_nb.data import scan_image_folder
-from vidgen_nb.train import build_parser, config_from_args
+from vidgen_nb.train import build_parser, config_for
 from vidgen_nb.checkpoint import load_checkpoint
 from vidgen_nb.trainer import Trainer
 
@@ -246,7 +246,7 @@ def test_random_options_give_a_config_or_a_clean_error(chosen):
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        cfg = config_from_args(args)
+        cfg = config_for(args)
     except SystemExit as exit_:
         assert exit_.code == 2
         return

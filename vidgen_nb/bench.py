@@ -22,7 +22,6 @@ It prints a table of ratios and targets, then one JSON line with every figure.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import platform
@@ -36,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from .commands import Parser, run_command
 from .config import PRESETS, Config
 from .data import ResumableBatchSampler, endless_batches
 from .device import PRECISIONS
@@ -55,6 +55,7 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 OTHER_PRECISION = {"fp32": "bf16", "bf16": "fp32"}
 # Loss fields two implementations of the same math must agree on.
 LOSSES = ("critic", "wasserstein", "gp", "generator", "adversarial", "recon", "kl")
+PROG = "python -m vidgen_nb.bench"
 
 
 # ---------------------------------------------------------------------- timing
@@ -166,33 +167,60 @@ def run(cfg: Config, *, device=None, precision: str = "auto", repeats: int = 5, 
     smaller ones do not fill the GPU, else 2048).
     """
     probe = Trainer(cfg, device=device, progress=False, precision=precision)
-    device = probe.device
-    m, t, B = cfg.model, cfg.train, cfg.batch_size
-    images_per_iteration = B * (t.n_critic + 1)
-    r: dict = {"preset_size": f"{B}x{m.channels}x{m.image_size}x{m.image_size}",
-               "frames": m.num_frames, "n_critic": t.n_critic, "device": str(device),
-               "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
-               "threads": torch.get_num_threads(), "torch": torch.__version__,
-               "precision": probe.precision}
-
+    r = _setting(cfg, probe)
+    timed = dict(repeats=repeats, warmup=warmup)
     log("1. full iteration")
+    _time_full(r, cfg, probe, **timed)
+    log(f"   {r['iteration_s']:.3f} s")
+    log("2. without the predictor")
+    _time_plain(r, cfg, probe.device, precision, **timed)
+    log(f"   {r['plain_iteration_s']:.3f} s")
+    log("3. straightforward reference")
+    _time_reference(r, cfg, probe, precision, **timed)
+    log(f"   {r['reference_iteration_s']:.3f} s")
+    log("4. FLOPs and the matrix-product rate")
+    _flops(r, probe, matmul_n=matmul_n, repeats=repeats)
+    log("5. synthetic video against a copy")
+    _video_vs_copy(r, cfg, probe.device, repeats=repeats)
+    log("6. data loading")
+    _loading(r, cfg, probe)
+    return r
+
+
+def _setting(cfg: Config, probe: Trainer) -> dict:
+    """What is measured, and where: sizes, device, threads, torch and precision."""
+    m, t, B, device = cfg.model, cfg.train, cfg.batch_size, probe.device
+    return {"preset_size": f"{B}x{m.channels}x{m.image_size}x{m.image_size}",
+            "frames": m.num_frames, "n_critic": t.n_critic, "device": str(device),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+            "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "precision": probe.precision}
+
+
+def _time_full(r: dict, cfg: Config, probe: Trainer, *, repeats: int, warmup: int) -> None:
+    """1. The full iteration: its time, images per second and the peak memory."""
+    device = probe.device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     r["iteration_s"], r["iteration_runs_s"] = median_time(probe.train_step, device,
                                                           repeats=repeats, warmup=warmup)
-    log(f"   {r['iteration_s']:.3f} s")
     r["peak_memory_bytes"] = peak_memory_bytes(device)
-    r["images_per_s"] = images_per_iteration / r["iteration_s"]
+    r["images_per_s"] = cfg.batch_size * (cfg.train.n_critic + 1) / r["iteration_s"]
 
-    log("2. without the predictor")
+
+def _time_plain(r: dict, cfg: Config, device: torch.device, precision: str, *, repeats: int,
+                warmup: int) -> None:
+    """2. The same iteration without the predictor, and the predictor's overhead."""
     plain = Trainer(cfg.replace(use_predictor=False), device=device, progress=False,
                     precision=precision)
     r["plain_iteration_s"], _ = median_time(plain.train_step, device, repeats=repeats, warmup=warmup)
     r["overhead"] = r["iteration_s"] / r["plain_iteration_s"]
-    log(f"   {r['plain_iteration_s']:.3f} s")
-    del plain
 
-    log("3. straightforward reference")
+
+def _time_reference(r: dict, cfg: Config, probe: Trainer, precision: str, *, repeats: int,
+                    warmup: int) -> None:
+    """3. The straightforward reference: the same losses, then its time and the speed-up."""
+    device = probe.device
     tol = 5e-2 if probe.precision == "bf16" else 1e-3
     r["losses_fast_vs_reference"] = same_losses(cfg, device, tol=tol, precision=precision)
     reference = ReferenceTrainer(cfg, device=device, progress=False, precision=precision)
@@ -201,10 +229,11 @@ def run(cfg: Config, *, device=None, precision: str = "auto", repeats: int = 5, 
     r["speedup"] = r["reference_iteration_s"] / r["iteration_s"]
     # What the speed-up would be if predictor, video and patching cost nothing at all.
     r["speedup_bound"] = r["reference_iteration_s"] / r["plain_iteration_s"]
-    log(f"   {r['reference_iteration_s']:.3f} s")
-    del reference
 
-    log("4. FLOPs and the matrix-product rate")
+
+def _flops(r: dict, probe: Trainer, *, matmul_n: int | None, repeats: int) -> None:
+    """4. Model FLOP/s of the iteration, over those of a large matrix product."""
+    device = probe.device
     r["iteration_flops"] = iteration_flops(probe)
     r["achieved_flops_per_s"] = r["iteration_flops"] / r["iteration_s"]
     matmul_n = matmul_n or (8192 if device.type == "cuda" else 2048)
@@ -216,7 +245,10 @@ def run(cfg: Config, *, device=None, precision: str = "auto", repeats: int = 5, 
         device, n=matmul_n, repeats=repeats, dtype=DTYPES[other])
     r["flops_fraction"] = r["achieved_flops_per_s"] / r["matmul_flops_per_s"]
 
-    log("5. synthetic video against a copy")
+
+def _video_vs_copy(r: dict, cfg: Config, device: torch.device, *, repeats: int) -> None:
+    """5. Synthetic-video bytes per second, over a plain copy and over its resampling alone."""
+    m, B = cfg.model, cfg.batch_size
     images = torch.rand(B, m.channels, m.image_size, m.image_size, device=device)
     video_s, _ = median_time(lambda: synthetic_video(images, m.num_frames, cfg.video, seed=0),
                              device, repeats=max(repeats, 10))
@@ -232,15 +264,17 @@ def run(cfg: Config, *, device=None, precision: str = "auto", repeats: int = 5, 
                                 repeats=max(repeats, 10))
     r["resample_vs_copy"] = copy_s / resample_s
 
-    log("6. data loading")
+
+def _loading(r: dict, cfg: Config, probe: Trainer) -> None:
+    """6. Images per second the data loader delivers, over those the iteration consumes."""
+    B = cfg.batch_size
     sampler = ResumableBatchSampler(len(probe.dataset), B, seed=cfg.seed)
-    batches = endless_batches(probe.dataset, sampler, num_workers=t.num_workers)
+    batches = endless_batches(probe.dataset, sampler, num_workers=cfg.train.num_workers)
     n_batches = 50
-    load_s, _ = median_time(lambda: [next(batches) for _ in range(n_batches)], device,
+    load_s, _ = median_time(lambda: [next(batches) for _ in range(n_batches)], probe.device,
                             repeats=3, warmup=1)
     r["loader_images_per_s"] = n_batches * B / load_s
     r["loader_vs_training"] = r["loader_images_per_s"] / r["images_per_s"]
-    return r
 
 
 def table(r: dict) -> str:
@@ -276,7 +310,13 @@ def table(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vidgen_nb.bench", description=__doc__.split("\n\n")[0])
+    """``python -m vidgen_nb.bench``: measure, print the table, then every figure as JSON."""
+    return run_command(PROG, lambda: _main(argv), errors=(ValueError,))
+
+
+def _main(argv: list[str] | None) -> int:
+    """Read the command line, run every measurement, print the results."""
+    parser = Parser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="seed", choices=tuple(PRESETS),
                         help="configuration to time (default: seed, batch 16, 3x128x128)")
     parser.add_argument("--batch-size", type=int, help="override the preset's batch size")
@@ -293,13 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         preset, repeats, matmul_n = "tiny", 3, 512
     overrides = {"batch_size": args.batch_size} if args.batch_size else {}
-    try:
-        cfg = Config.preset(preset, **overrides)
-        results = run(cfg, device=args.device, precision=args.precision, repeats=repeats,
-                      matmul_n=matmul_n,
-                      log=lambda s: print(s, file=sys.stderr, flush=True))
-    except ValueError as e:
-        parser.exit(2, f"{parser.prog}: error: {e}\n")
+    cfg = Config.preset(preset, **overrides)
+    results = run(cfg, device=args.device, precision=args.precision, repeats=repeats,
+                  matmul_n=matmul_n, log=lambda s: print(s, file=sys.stderr, flush=True))
     results["preset"] = preset
     print(f"\n{preset} preset ({results['preset_size']}, T={results['frames']}, "
           f"n_critic={results['n_critic']}, {results['precision']}) on {results['device']} "

@@ -24,18 +24,21 @@ import sys
 from pathlib import Path
 
 from .checkpoint import RUNS, path_problem
+from .commands import CommandError, Parser, run_command
 from .config import PRESETS
 from .device import PRECISIONS, pick_device
-from .files import check_path, escape_unprintable_output
+from .files import check_path
 from .options import add_config_options, given_fields
-from .report import markdown_table, mean_sd  # noqa: F401  (the API of earlier versions)
-from .study import (ARMS, Arm, Study, StudyInterrupted, arm_config, load_spec, resolve_arms,  # noqa: F401
-                    run_arm)
-from .train import Parser  # one line per error, as vidgen-train
+from .arm_runs import StudyInterrupted
+from .arms import ARMS, resolve_arms
+from .report import markdown_table
+from .study import Study
+
+PROG = "vidgen-experiment"
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="vidgen-experiment",
+    p = Parser(prog=PROG,
                description="Train every arm with every seed and compare them: does the weight "
                            "predictor help, and which part of it? Named arms: "
                            + "; ".join(f"{k}: {a.question}" for k, a in ARMS.items())
@@ -95,7 +98,12 @@ def study_from_args(args) -> Study:
 
 
 def main(argv: list[str] | None = None) -> int:
-    escape_unprintable_output()
+    """``vidgen-experiment``: run the study the command line describes, then report it."""
+    return run_command(PROG, lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
+    """Read the command line, train every run not finished yet, write and print the summary."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -115,16 +123,13 @@ def main(argv: list[str] | None = None) -> int:
                                    "spec", "set") if re.match(rf"{o}[ =:]", text)), None)
         parser.error((f"--{option.replace('_', '-')}: " if option else "") + text)
     except RuntimeError as exc:
-        print(f"{parser.prog}: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(str(exc), 1) from None
     except OSError as exc:
-        print(f"{parser.prog}: cannot write {exc.filename or args.out}: {path_problem(exc)}", file=sys.stderr)
-        return 1
+        raise CommandError(f"cannot write {exc.filename or args.out}: {path_problem(exc)}", 1) from None
     except StudyInterrupted as stop:
-        print(f"{parser.prog}: interrupted ({stop}); finished runs and the checkpoints of the "
-              f"runs in progress are kept in {study.out}. Continue with the same command.",
-              file=sys.stderr)
-        return 128 + stop.signum
+        raise CommandError(f"interrupted ({stop}); finished runs and the checkpoints of the runs in "
+                           f"progress are kept in {study.out}. Continue with the same command.",
+                           128 + stop.signum) from None
     print(markdown_table(summary))
     print(f"wrote {study.out / 'results.json'}, results.md, swd.png, samples.png")
     return 0

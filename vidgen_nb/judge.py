@@ -25,7 +25,6 @@ its size and background exists.
 
 from __future__ import annotations
 
-import argparse
 import math
 import random
 import sys
@@ -37,6 +36,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFilter
 from torch import nn
 
+from .commands import Parser, run_command
 from .data.loading import image_transform
 from .config import BUILTIN_VARIANTS, DataConfig, check_one_of
 from .data.shapes import BUILTIN_VERSION, CLASSES, _background, cache_dir, placement, render_shape, shape_colours
@@ -247,7 +247,8 @@ def judge_shapes(judge: ShapeJudge, images: torch.Tensor, asked: torch.Tensor | 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    """``python -m vidgen_nb.judge``: train a judge, report it on fresh images, save it."""
+    parser = Parser(
         prog="python -m vidgen_nb.judge",
         description="Train the shape judge for an image size and report how well it names "
                     "fresh real images and blurred ones.")
@@ -256,17 +257,21 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"the built-in drawing it judges (default {DataConfig().builtin})")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder to write judge-<background>-<size>px.pt into (default: the cache folder)")
-    args = parser.parse_args(argv)
-    if not 8 <= args.size <= 256:
-        parser.error(f"--size {args.size}: expected a size from 8 to 256 pixels")
-    judge = train_judge(args.size, args.background, progress=True)
-    x, y = draw_labelled(100, args.size, SEED + 1, args.background)  # images it never saw
-    for label, kind in enumerate(LABELS):
-        print(f"  fresh {kind}: {judge_shapes(judge, x[y == label])}")
-    path = judge_path(args.size, args.background, args.out)
-    save_judge(judge, path)
-    print(f"wrote {path}")
-    return 0
+
+    def body() -> int:
+        args = parser.parse_args(argv)
+        if not 8 <= args.size <= 256:
+            parser.error(f"--size {args.size}: expected a size from 8 to 256 pixels")
+        judge = train_judge(args.size, args.background, progress=True)
+        x, y = draw_labelled(100, args.size, SEED + 1, args.background)  # images it never saw
+        for label, kind in enumerate(LABELS):
+            print(f"  fresh {kind}: {judge_shapes(judge, x[y == label])}")
+        path = judge_path(args.size, args.background, args.out)
+        save_judge(judge, path)
+        print(f"wrote {path}")
+        return 0
+
+    return run_command(parser.prog, body)
 
 
 if __name__ == "__main__":

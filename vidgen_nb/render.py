@@ -14,20 +14,22 @@ from pathlib import Path
 import torch
 
 from .checkpoint import run_checkpoint
+from .commands import CommandError, Parser, run_command
 from .device import check_fits, pick_device
-from .files import check_path, escape_unprintable_output
+from .files import check_path
 from .generated_video import delta_sweep, feedback_video, latent_walk
 from .generator import Generator
 from .media import MAX_FPS, MIN_FPS, save_gif, save_mp4
 from .shipped import SHIPPED
 
 MODES = {"latent-walk": latent_walk, "delta-sweep": delta_sweep, "feedback": feedback_video}
+PROG = "vidgen-video"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Parser:
     """The options of ``vidgen-video``."""
-    parser = argparse.ArgumentParser(
-        prog="vidgen-video", description="Render videos from a trained vidgen_nb model: a walk "
+    parser = Parser(
+        prog=PROG, description="Render videos from a trained vidgen_nb model: a walk "
         "through latent space, a sweep of the predicted delta, or a video the weight predictor drives.")
     parser.add_argument("--checkpoint", help="training checkpoint, or 'shipped' for the model the kit "
                         "ships (default: runs/main/checkpoint.pt, as make train writes, or the "
@@ -53,19 +55,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """``vidgen-video``: render generated videos from a training checkpoint."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    escape_unprintable_output()
+    return run_command(PROG, lambda: _main(argv))
 
-    def fail(message: str) -> int:
-        print(f"vidgen-video: error: {message}", file=sys.stderr)
-        return 2
 
+def _main(argv: list[str] | None) -> int:
+    """Read the command line, load the generator, render and write the video."""
+    args = build_parser().parse_args(argv)
+    out, fallback = _read_arguments(args)
+    generator, upscale = _load(args, fallback)
+    _render(generator, args, out, upscale)
+    print(f"wrote {out} ({args.videos} videos x {args.frames} frames, {args.mode})")
+    return 0
+
+
+def _read_arguments(args: argparse.Namespace) -> tuple[Path, bool]:
+    """The file to write, and whether the shipped model stands in for a missing
+    ``runs/main`` (``args.checkpoint`` is set to the file to load); ``CommandError``
+    naming the option of a value it cannot use."""
     for name in ("frames", "videos"):
         if getattr(args, name) < 1:
-            return fail(f"--{name} {getattr(args, name)}: expected a positive integer")
+            raise CommandError(f"--{name} {getattr(args, name)}: expected a positive integer")
     if not MIN_FPS <= args.fps <= MAX_FPS:  # NaN fails too
-        return fail(f"--fps {args.fps}: expected frames per second in {MIN_FPS}..{MAX_FPS}")
+        raise CommandError(f"--fps {args.fps}: expected frames per second in {MIN_FPS}..{MAX_FPS}")
     fallback = args.checkpoint is None and not run_checkpoint("main").is_file()
     if args.checkpoint is None:
         args.checkpoint = "shipped" if fallback else str(run_checkpoint("main"))
@@ -77,43 +88,56 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 check_path(getattr(args, name), f"--{name}")
             except ValueError as exc:
-                return fail(str(exc))
+                raise CommandError(str(exc)) from None
     if not math.isfinite(args.scale) or not math.isfinite(args.damping):
-        return fail(f"--scale {args.scale}, --damping {args.damping}: expected finite numbers")
+        raise CommandError(f"--scale {args.scale}, --damping {args.damping}: expected finite numbers")
     if args.mode == "feedback" and args.frames < 2:
-        return fail(f"--frames {args.frames}: a feedback video needs at least 2 frames")
+        raise CommandError(f"--frames {args.frames}: a feedback video needs at least 2 frames")
     # Beside the checkpoint; the shipped model's into the current folder, not the kit's.
     out = Path(args.out or (Path() if shipped else Path(args.checkpoint).parent) / f"{args.mode}.gif")
     if out.suffix.lower() not in (".gif", ".mp4"):
-        return fail(f"--out {out}: expected a .gif or .mp4 file name")
+        raise CommandError(f"--out {out}: expected a .gif or .mp4 file name")
     if out.is_dir() or any(p.exists() and not p.is_dir() for p in out.parents):
-        return fail(f"--out {out}: a folder is in the way, or a file where a folder should be")
+        raise CommandError(f"--out {out}: a folder is in the way, or a file where a folder should be")
+    return out, fallback
+
+
+def _load(args: argparse.Namespace, fallback: bool) -> tuple[Generator, int]:
+    """The checkpoint's generator on ``--device``, and the GIF's upscaling factor;
+    ``CommandError`` for a checkpoint, size or class it cannot render."""
     try:
         device = pick_device(args.device)
     except ValueError as exc:
-        return fail(f"--device: {exc}")
+        raise CommandError(f"--device: {exc}") from None
     if fallback:  # said once the arguments are known good, so that an error stays one line
         print(f"no {run_checkpoint('main')} (make train writes it): the shipped model", file=sys.stderr)
     try:
         generator = Generator.from_checkpoint(args.checkpoint, device)
     except FileNotFoundError:
-        return fail(f"--checkpoint: {args.checkpoint} does not exist (train one first: make train)")
+        raise CommandError(f"--checkpoint: {args.checkpoint} does not exist (train one first: "
+                           "make train)") from None
     except ValueError as exc:
-        return fail(f"--checkpoint: {exc}")
+        raise CommandError(f"--checkpoint: {exc}") from None
     m = generator.config.model
     upscale = max(1, 96 // m.image_size)
     try:  # the float frames, then the GIF's upscaled 8-bit copies (two of them at once)
         check_fits(args.videos * args.frames * m.channels * m.image_size**2 * (4 + 2 * upscale**2),
                    device, f"--frames {args.frames} x --videos {args.videos}")
     except ValueError as exc:
-        return fail(str(exc))
+        raise CommandError(str(exc)) from None
     if args.label is not None and not m.num_classes:
-        return fail(f"--class {args.label}: this model is unconditional (trained without --num-classes)")
+        raise CommandError(f"--class {args.label}: this model is unconditional (trained without "
+                           "--num-classes)")
     if args.label is not None and not 0 <= args.label < m.num_classes:
-        return fail(f"--class {args.label}: expected a class in 0..{m.num_classes - 1}")
+        raise CommandError(f"--class {args.label}: expected a class in 0..{m.num_classes - 1}")
     if args.across_classes and (args.mode != "latent-walk" or not m.num_classes or args.label is not None):
-        return fail("--across-classes: goes with --mode latent-walk, a class-conditional model "
-                    "and no --class")
+        raise CommandError("--across-classes: goes with --mode latent-walk, a class-conditional "
+                           "model and no --class")
+    return generator, upscale
+
+
+def _render(generator: Generator, args: argparse.Namespace, out: Path, upscale: int) -> None:
+    """Make the video ``--mode`` asks for and write it to ``out`` (nothing written if it fails)."""
     common = dict(num_videos=args.videos, num_frames=args.frames, seed=args.seed, label=args.label)
     try:
         if args.mode == "latent-walk":
@@ -128,18 +152,16 @@ def main(argv: list[str] | None = None) -> int:
                   f"max {ratio.max():.3f}; frame change: first {change[:, 0].mean():.4f}, "
                   f"last {change[:, -1].mean():.4f}")
         if not torch.isfinite(video).all():
-            return fail("the checkpoint's generator makes NaN or infinite pixels (a diverged run?); "
-                        f"nothing was written to {out}")
+            raise CommandError("the checkpoint's generator makes NaN or infinite pixels (a diverged "
+                               f"run?); nothing was written to {out}")
         if out.suffix.lower() == ".mp4":
             save_mp4(video, out, fps=args.fps, scale=upscale)
         else:
             save_gif(video, out, fps=args.fps, scale=upscale)
     except (ValueError, RuntimeError) as exc:
-        return fail(str(exc))
+        raise CommandError(str(exc)) from None
     except OSError as exc:
-        return fail(f"--out {out}: cannot write it: {exc.strerror or exc}")
-    print(f"wrote {out} ({args.videos} videos x {args.frames} frames, {args.mode})")
-    return 0
+        raise CommandError(f"--out {out}: cannot write it: {exc.strerror or exc}") from None
 
 
 if __name__ == "__main__":

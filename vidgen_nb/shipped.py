@@ -15,12 +15,12 @@ measures like any other, but does not train: continue the run itself instead.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
 from .checkpoint import check_state, checkpoint_file, load_checkpoint, read_metrics, save_atomic
+from .commands import Parser, run_command
 from .trainer import Trainer
 
 SHIPPED = Path(__file__).parent / "data" / "model-cpu-long.pt"
@@ -70,18 +70,20 @@ def load(path: str | os.PathLike | None = None, *, progress: bool = False):
     return trainer
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vidgen_nb.shipped", description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    """``python -m vidgen_nb.shipped RUN``: ``export``; a run it cannot read or a file it
+    cannot write ends in one line and exit status 2."""
+    parser = Parser(prog="python -m vidgen_nb.shipped", description=__doc__.split("\n\n")[0])
     parser.add_argument("run", help="the finished run's folder or checkpoint")
     parser.add_argument("--out", help=f"the file to write (default: {SHIPPED})")
-    args = parser.parse_args(argv)
-    try:
+
+    def body() -> int:
+        args = parser.parse_args(argv)
         written = export(args.run, args.out)
-    except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {written} ({written.stat().st_size / 1e6:.1f} MB)")
-    return 0
+        print(f"wrote {written} ({written.stat().st_size / 1e6:.1f} MB)")
+        return 0
+
+    return run_command(parser.prog, body, errors=(OSError, ValueError))
 
 
 if __name__ == "__main__":

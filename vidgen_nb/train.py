@@ -13,7 +13,6 @@ import argparse
 import errno
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -22,7 +21,8 @@ import torch.distributed as dist
 from torchvision.utils import save_image
 
 from .checkpoint import CHECKPOINT, RUNS, checkpoint_file, path_problem
-from .files import atomic_write, check_path, escape_unprintable_output
+from .commands import CommandError, Parser, fail, run_command
+from .files import atomic_write, check_path
 from .config import PRESETS, Config
 from .data import CLASSES, DatasetError, describe_data
 from .data.loading import classes_for
@@ -30,18 +30,16 @@ from .device import PRECISIONS, pick_device
 from .media import save_gif
 from .options import RUN_FIELDS, add_config_options, flag, flat, given_fields, option_error
 from .plots import plot_losses
-from .trainer import NonFiniteLossError, StepAbandoned, Trainer, TrainingInterrupted
+from .stopping import NonFiniteLossError, StepAbandoned, TrainingInterrupted
+from .trainer import Trainer
 from .video import synthetic_video
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        """One line, exit status 2, no usage dump."""
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+PROG = "vidgen-train"
 
 
 def build_parser() -> Parser:
     p = Parser(
-        prog="vidgen-train",
+        prog=PROG,
         description="Train the VAE generator, its WGAN-GP critic and the 3D-CNN weight "
                     "predictor. Without options: the 'cpu' preset on the built-in dataset.",
         epilog="Example: vidgen-train --preset tiny --steps 100 --out runs/try "
@@ -68,9 +66,12 @@ def build_parser() -> Parser:
     return p
 
 
-def config_from_args(args) -> Config:
-    """The preset with the config fields given on the command line."""
-    return Config.preset(args.preset or "cpu", **given_fields(args))
+def config_for(args: argparse.Namespace) -> Config:
+    """The config of a new run from the command line: the preset (default cpu) with the
+    config fields given and, for a conditional model on a ``--data`` folder, its class
+    count (``classes_for``). ``ValueError`` naming the field of a value it refuses."""
+    given = given_fields(args)
+    return classes_for(Config.preset(args.preset or "cpu", **given), args.data or None, given)
 
 
 def check_resume_options(args, given: dict, stored: Config, checkpoint) -> dict:
@@ -92,45 +93,54 @@ def check_resume_options(args, given: dict, stored: Config, checkpoint) -> dict:
     return {k: v for k, v in given.items() if k in RUN_FIELDS}
 
 
-class Terminated(BaseException):
-    """SIGTERM outside the training loop (which handles it itself)."""
-
-
-def _terminate(signum, frame):
-    raise Terminated()
-
-
 def main(argv: list[str] | None = None) -> int:
     """``vidgen-train``; a Ctrl-C or SIGTERM outside the training loop (which stops after
     a step and a checkpoint by itself) ends in one line saying what was kept, and the
     run folder's lock is released."""
     where: dict = {"stage": "setup"}
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
-    try:
-        return _main(argv, where)
-    except (KeyboardInterrupt, Terminated) as stop:
-        name = "SIGTERM" if isinstance(stop, Terminated) else "interrupted"
-        if where["stage"] == "setup":
-            print(f"vidgen-train: {name} before the first step; nothing was trained. Run the "
-                  "same command again to start", file=sys.stderr)
-        else:
-            print(f"vidgen-train: {name} while measuring and drawing the finished run; its "
-                  f"checkpoint is complete. Redraw with: vidgen-train --out {where['out']} "
-                  "--resume auto", file=sys.stderr)
-        return 143 if isinstance(stop, Terminated) else 130
-    finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+    return run_command(PROG, lambda: _main(argv, where),
+                       interrupted=lambda name: _stopped_outside_the_loop(name, where))
+
+
+def _stopped_outside_the_loop(name: str, where: dict) -> str:
+    """What a Ctrl-C or SIGTERM (``name``) before or after the training loop leaves."""
+    if where["stage"] == "setup":
+        return f"{name} before the first step; nothing was trained. Run the same command again to start"
+    return (f"{name} while measuring and drawing the finished run; its checkpoint is complete. "
+            f"Redraw with: vidgen-train --out {where['out']} --resume auto")
 
 
 def _main(argv: list[str] | None, where: dict) -> int:
-    escape_unprintable_output()
+    """Read the command line, start the run, train it, then measure and draw it."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    cfg, out, resume = _read_arguments(parser, args)
+    trainer = _start(parser, args, cfg, out, resume)
+    say = print if trainer.is_main else (lambda *a, **k: None)  # rank 0 speaks for all
+    _announce(trainer, args, out, resume, say)
+    if trainer.swd_start is None:  # a new run, or one going on with other data
+        trainer.measure_swd()
+        if trainer.out and trainer.step == 0:
+            trainer.save_samples(trainer.out / "samples" / "step_000000.png")
+    start, tick = trainer.step, time.perf_counter()
+    stopped = _train(trainer, args, out)
+    if stopped is not None:
+        return stopped
+    seconds = time.perf_counter() - tick
+    where.update(stage="finishing", out=out)
     try:
-        given = given_fields(args)
-        cfg = classes_for(Config.preset(args.preset or "cpu", **given), args.data or None, given)
+        return _finish(trainer, start, seconds, say)
+    except OSError as exc:
+        raise CommandError(f"cannot write {exc.filename or out}: {_os_reason(exc)}; the run's "
+                           "checkpoint is complete. Free the space or fix the folder, then redraw "
+                           f"with: vidgen-train --out {out} --resume auto", 1) from None
+
+
+def _read_arguments(parser: Parser, args: argparse.Namespace) -> tuple[Config, Path, Path | None]:
+    """The config, the run folder and the checkpoint to resume (None: a new run) that the
+    command line asks for; ``parser.error`` naming the option of a value it cannot use."""
+    try:
+        cfg = config_for(args)
         pick_device(args.device)
         out = check_path(args.out, "--out") if args.out is not None else RUNS / (args.preset or "cpu")
         if args.data is not None:
@@ -150,7 +160,13 @@ def _main(argv: list[str] | None, where: dict) -> int:
                      "or choose another --out")
     if args.other_data and not (resume and args.data):
         parser.error("--other-data: goes with --resume and --data (to go on with other images)")
+    return cfg, out, resume
 
+
+def _start(parser: Parser, args: argparse.Namespace, cfg: Config, out: Path,
+           resume: Path | None) -> Trainer:
+    """The trainer of a new run, or of the resumed one with the options given applied;
+    one line and exit status 2 for a run that cannot start."""
     common = dict(data=args.data, out=out, device=args.device, skip_bad=args.skip_bad,
                   progress=not args.quiet, verbose=args.skip_bad, precision=args.precision)
 
@@ -172,14 +188,19 @@ def _main(argv: list[str] | None, where: dict) -> int:
     if resume:
         try:
             trainer.config = trainer.config.replace(
-                **check_resume_options(args, given, trainer.config, resume))
+                **check_resume_options(args, given_fields(args), trainer.config, resume))
         except ValueError as exc:
             refuse(str(exc))
     steps = trainer.config.train.steps
     if steps < trainer.step:
         refuse(f"--steps {steps}: the run {resume} is already at step {trainer.step}; ask for more "
                "steps, or leave --steps out to redraw its pictures")
-    say = print if trainer.is_main else (lambda *a, **k: None)  # rank 0 speaks for all
+    return trainer
+
+
+def _announce(trainer: Trainer, args: argparse.Namespace, out: Path, resume: Path | None, say) -> None:
+    """Say what is about to be trained (a resumed run or a fork first, with what it goes on from)."""
+    steps = trainer.config.train.steps
     if resume:
         fork = not (out / CHECKPOINT).exists()  # from_checkpoint refuses an out holding another run
         say(f"forking {resume} at step {trainer.step} into {out}, to step {steps}" if fork
@@ -195,46 +216,44 @@ def _main(argv: list[str] | None, where: dict) -> int:
         f"WEIGHT_UPDATE_SIZE {trainer.generator.deltas.weight_update_size}"
         + ("" if trainer.predictor else " (predictor off)"))
 
-    if trainer.swd_start is None:  # a new run, or one going on with other data
-        trainer.measure_swd()
-        if trainer.out and trainer.step == 0:
-            trainer.save_samples(trainer.out / "samples" / "step_000000.png")
-    start, tick = trainer.step, time.perf_counter()
+
+def _train(trainer: Trainer, args: argparse.Namespace, out: Path) -> int | None:
+    """Train to the steps asked for; None when done, else the exit status of a run that
+    stopped (its one line said by rank 0 alone, as every rank stops alike)."""
+    steps = trainer.config.train.steps
+
+    def stop(message: str, code: int) -> int:
+        return fail(PROG, message, code) if trainer.is_main else code
+
     try:
         trainer.train(max(0, steps - trainer.step))
     except NonFiniteLossError as exc:
-        say(f"{parser.prog}: {exc}", file=sys.stderr)
-        return 1
+        return stop(str(exc), 1)
     except OSError as exc:
-        say(f"{parser.prog}: cannot write {exc.filename or out}: {_os_reason(exc)}; the last "
-            f"checkpoint written is kept. Free the space or fix the folder, then resume with "
-            f"--out {out} --resume auto", file=sys.stderr)
-        return 1
-    except (TrainingInterrupted, StepAbandoned) as stop:
-        again = " ".join(["vidgen-train", "--out", str(out), "--resume", "auto", "--steps", str(steps),
-                          *(["--precision", args.precision] if args.precision != "auto" else [])])
-        name = signal.Signals(stop.signum).name
-        if isinstance(stop, StepAbandoned):
-            kept = out / CHECKPOINT if (out / CHECKPOINT).exists() else None
-            say(f"{parser.prog}: {name} twice: step {stop.step + 1} was left unfinished; "
+        return stop(f"cannot write {exc.filename or out}: {_os_reason(exc)}; the last checkpoint "
+                    "written is kept. Free the space or fix the folder, then resume with "
+                    f"--out {out} --resume auto", 1)
+    except (TrainingInterrupted, StepAbandoned) as stopped:
+        return stop(_interrupted(stopped, args, out, steps), 128 + stopped.signum)  # 130, 143
+    return None
+
+
+def _interrupted(stop: TrainingInterrupted | StepAbandoned, args: argparse.Namespace, out: Path,
+                 steps: int) -> str:
+    """What a signal during training kept, and the command that resumes the run."""
+    again = " ".join(["vidgen-train", "--out", str(out), "--resume", "auto", "--steps", str(steps),
+                      *(["--precision", args.precision] if args.precision != "auto" else [])])
+    name = signal.Signals(stop.signum).name
+    if isinstance(stop, StepAbandoned):
+        kept = out / CHECKPOINT if (out / CHECKPOINT).exists() else None
+        return (f"{name} twice: step {stop.step + 1} was left unfinished; "
                 + (f"the last checkpoint, {kept}, holds the run. Resume with:\n  {again}" if kept
-                   else "no checkpoint was written yet"), file=sys.stderr)
-        else:
-            say(f"{parser.prog}: interrupted ({name}) after step {stop.step}; "
-                f"checkpoint {stop.checkpoint}. Resume with:\n  {again}", file=sys.stderr)
-        return 128 + stop.signum  # 130 for SIGINT, 143 for SIGTERM
-    seconds = time.perf_counter() - tick
-    where.update(stage="finishing", out=out)
-    try:
-        return _finish(trainer, parser, start, seconds, say)
-    except OSError as exc:
-        print(f"{parser.prog}: cannot write {exc.filename or out}: {_os_reason(exc)}; the run's "
-              f"checkpoint is complete. Free the space or fix the folder, then redraw with: "
-              f"vidgen-train --out {out} --resume auto", file=sys.stderr)
-        return 1
+                   else "no checkpoint was written yet"))
+    return (f"interrupted ({name}) after step {stop.step}; "
+            f"checkpoint {stop.checkpoint}. Resume with:\n  {again}")
 
 
-def _finish(trainer: Trainer, parser, start: int, seconds: float, say) -> int:
+def _finish(trainer: Trainer, start: int, seconds: float, say) -> int:
     """Measure the finished run, draw its pictures, print its summary."""
     figures = trainer.evaluate()
     if trainer.world_size > 1:

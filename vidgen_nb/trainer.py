@@ -3,9 +3,10 @@
 The math of one iteration (critic steps, the generator step, the weight average)
 lives in ``step.py``; what a model is worth in ``evaluation.py`` (functions of the
 averaged generator, the data and the config); what a checkpoint holds of a run, and how
-a run goes on from one, in ``run_state.py``. The ``Trainer`` owns the rest: building the
-networks and optimisers for a ``Config``, the real-image stream, the loop with its
-progress bar and metric log, signals and several processes (DDP).
+a run goes on from one, in ``run_state.py``; the networks and optimisers are built in
+``parts.py``, and ``stopping.py`` says how a run stops early. The ``Trainer`` owns the
+rest: the real-image stream, the loop with its progress bar and metric log, signals and
+several processes (DDP).
 
 Checkpoints (``checkpoint.py``) are plain dicts written atomically; resuming continues
 exactly: real batches are a function of (seed, batch number), and the random state

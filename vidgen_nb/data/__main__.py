@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
 from torchvision.utils import save_image
 
+from ..commands import Parser, run_command
 from ..config import BUILTIN_VARIANTS, DataConfig
 from ..files import atomic_write
 from .loading import make_loader
-from .scan import DatasetError, scan_image_folder
+from .scan import scan_image_folder
 from .shapes import builtin_dataset
+
+PROG = "python -m vidgen_nb.data"
 
 
 def save_preview(root: str | os.PathLike | None, out: str | os.PathLike, *, n: int = 32,
@@ -26,9 +28,9 @@ def save_preview(root: str | os.PathLike | None, out: str | os.PathLike, *, n: i
     return Path(out)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m vidgen_nb.data", description="Check, create or preview image datasets.")
+def build_parser() -> Parser:
+    """The sub-commands and their options."""
+    parser = Parser(prog=PROG, description="Check, create or preview image datasets.")
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="scan an ImageFolder tree and report what is usable")
     check.add_argument("folder", help="dataset folder with one sub-folder per class")
@@ -43,17 +45,24 @@ def main(argv: list[str] | None = None) -> int:
     preview.add_argument("--data", default=None, help="dataset folder (default: built-in)")
     preview.add_argument("--out", required=True, help="PNG file to write")
     preview.add_argument("--images", type=int, default=32, help="how many images (default 32)")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "check":
-            print(scan_image_folder(args.folder, skip_bad=args.skip_bad).summary())
-        elif args.command == "builtin":
-            print(builtin_dataset(per_class=args.per_class, background=args.background))
-        else:
-            print(save_preview(args.data, args.out, n=args.images))
-    except (DatasetError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m vidgen_nb.data``; a dataset it cannot use (``DatasetError``) or a bad
+    value ends in one line naming it and exit status 2."""
+    return run_command(PROG, lambda: _main(argv), errors=(ValueError,))  # DatasetError included
+
+
+def _main(argv: list[str] | None) -> int:
+    """Run the sub-command the command line names."""
+    args = build_parser().parse_args(argv)
+    if args.command == "check":
+        print(scan_image_folder(args.folder, skip_bad=args.skip_bad).summary())
+    elif args.command == "builtin":
+        print(builtin_dataset(per_class=args.per_class, background=args.background))
+    else:
+        print(save_preview(args.data, args.out, n=args.images))
     return 0
 
 

@@ -128,21 +128,7 @@ def scan_image_folder(
             message names every such file, or shows the expected layout.
     """
     root = Path(root)
-    layout = EXPECTED_LAYOUT.format(root=root)
-    if not root.exists():
-        raise DatasetError(f"dataset folder {root} does not exist\n{layout}")
-    if not root.is_dir():
-        raise DatasetError(f"dataset path {root} is a file, not a folder\n{layout}")
-    entries = sorted(root.iterdir())
-    class_dirs = [d for d in entries if d.is_dir() and _visible(d.name)]
-    loose = [p for p in entries if p.is_file() and _is_image_name(p.name)]
-    if not class_dirs:
-        if loose:
-            raise DatasetError(
-                f"dataset folder {root} holds {len(loose)} images but no class sub-folders\n"
-                f"{layout}\nmove the images into a sub-folder, e.g. {root / 'images'}/")
-        raise DatasetError(f"dataset folder {root} is empty\n{layout}")
-
+    class_dirs = _class_folders(root)
     # The dataset folder and the class folders are walked as themselves only, never
     # again through a link; every other folder at most once.
     reserved = {os.path.realpath(d) for d in (root, *class_dirs)}
@@ -163,15 +149,43 @@ def scan_image_folder(
     report = ScanReport(root=root, files={c: ps for c, ps in usable.items() if ps}, bad=bad,
                         empty_classes=[c for c, ps in usable.items() if not ps],
                         skipped_folders=skipped)
+    _refuse_unusable(report, len(every), skip_bad)
+    return report
+
+
+def _class_folders(root: Path) -> list[Path]:
+    """The class sub-folders of ``root``, sorted; ``DatasetError`` showing the expected
+    layout for a missing folder, a file, or a folder without class sub-folders."""
+    layout = EXPECTED_LAYOUT.format(root=root)
+    if not root.exists():
+        raise DatasetError(f"dataset folder {root} does not exist\n{layout}")
+    if not root.is_dir():
+        raise DatasetError(f"dataset path {root} is a file, not a folder\n{layout}")
+    entries = sorted(root.iterdir())
+    class_dirs = [d for d in entries if d.is_dir() and _visible(d.name)]
+    loose = [p for p in entries if p.is_file() and _is_image_name(p.name)]
+    if not class_dirs:
+        if loose:
+            raise DatasetError(
+                f"dataset folder {root} holds {len(loose)} images but no class sub-folders\n"
+                f"{layout}\nmove the images into a sub-folder, e.g. {root / 'images'}/")
+        raise DatasetError(f"dataset folder {root} is empty\n{layout}")
+    return class_dirs
+
+
+def _refuse_unusable(report: ScanReport, found: int, skip_bad: bool) -> None:
+    """``DatasetError`` when the scan leaves nothing to train on, or (unless ``skip_bad``)
+    found files that cannot be decoded, naming each; ``found``: the image files seen."""
+    root, bad = report.root, report.bad
     listing = "\n".join(f"  {printable(p)}: {why}" for p, why in sorted(bad.items()))
     if bad and report.num_images == 0:  # skipping them would leave nothing
-        raise DatasetError(f"none of the {len(every)} image files in {root} can be used:\n{listing}")
+        raise DatasetError(f"none of the {found} image files in {root} can be used:\n{listing}")
     if bad and not skip_bad:
         raise DatasetError(
-            f"{len(bad)} of {len(every)} image files in {root} cannot be used:\n{listing}\n"
+            f"{len(bad)} of {found} image files in {root} cannot be used:\n{listing}\n"
             "fix or remove them, or skip them (skip_bad=True, or --skip-bad on the command line)")
-    if report.num_images == 0:
+    if report.num_images == 0:  # every class folder is empty, so all are in empty_classes
+        classes = ", ".join(report.empty_classes)
         raise DatasetError(
-            f"dataset folder {root} has class sub-folders ({', '.join(candidates)}) but no "
-            f"image files in them (extensions: {' '.join(IMAGE_EXTENSIONS)})\n{layout}")
-    return report
+            f"dataset folder {root} has class sub-folders ({classes}) but no image files in "
+            f"them (extensions: {' '.join(IMAGE_EXTENSIONS)})\n{EXPECTED_LAYOUT.format(root=root)}")
