@@ -20,7 +20,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from . import __version__
-from .config import PRESETS, Config
+from .config import PRESETS, Config, check_one_of, check_positive
 from .data import builtin_dataset
 from .device import PRECISIONS
 from .files import atomic_write
@@ -55,11 +55,9 @@ class Study:
         if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds):
             raise ValueError(f"seeds={list(seeds)!r}: expected one or more integers")
         steps = PRESETS[preset].train.steps if steps is None else steps
-        for name, value in (("steps", steps), ("swd_every", swd_every)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r}: expected a positive integer")
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision={precision!r}: expected one of {PRECISIONS}")
+        check_positive("steps", steps)
+        check_positive("swd_every", swd_every)
+        check_one_of("precision", precision, PRECISIONS)
         overrides = check_overrides("set", dict(overrides or {}))
         self.settings = {"preset": preset, "steps": steps, "swd_every": swd_every,
                          "data": str(Path(data).resolve()) if data else None, "precision": precision,
