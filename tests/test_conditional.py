@@ -8,6 +8,7 @@ from vidgen_nb import Config, Generator, builtin_dataset
 from vidgen_nb.models import VAE, Discriminator
 from vidgen_nb.reference import ReferenceGenerator
 from vidgen_nb.evaluation import generate_fixed
+from vidgen_nb.generated_video import latent_walk
 from vidgen_nb.trainer import Trainer
 
 
@@ -243,3 +244,7 @@ def test_the_trainer_draws_samples_of_the_classes_asked_and_gives_real_labels(da
     assert torch.equal(plain.samples(4, y=torch.tensor([3, 1, 0, 2])), plain.samples(4))
     with pytest.raises(ValueError, match=r"labels: expected an integer tensor of shape \(4,\)"):
         plain.samples(4, y=torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"n=65: expected at most 64"):  # 64 fixed noise vectors
+        plain.samples(65)
+    with pytest.raises(ValueError, match=r"label=1: this model is unconditional; leave label out"):
+        latent_walk(plain.generator_ema, 1, 4, label=1)  # a class asked by name is refused

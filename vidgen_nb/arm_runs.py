@@ -179,7 +179,7 @@ def _request_stop(signum, frame):
 
 def _run_in_worker(folder, config, kwargs) -> dict | None:
     """``run_arm`` in a worker process; None when a signal stopped it (the last checkpoint kept)."""
-    from .trainer import TrainingInterrupted
+    from .stopping import TrainingInterrupted
 
     try:
         return run_arm(folder, config, **kwargs, report=_progress.put,

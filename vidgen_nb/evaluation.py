@@ -37,7 +37,7 @@ from typing import Callable, ContextManager
 import torch
 import torch.nn.functional as F
 
-from .config import Config
+from .config import Config, check_positive
 from .data import builtin_dataset, load_dataset
 from .data.shapes import UNSEEN_PER_CLASS, UNSEEN_SEED
 from .generator import Generator
@@ -77,7 +77,9 @@ def generate_fixed(generator: Generator, z: torch.Tensor, *, seed: int = 0, scal
 def samples(generator: Generator, noise: torch.Tensor, n: int = 64, *, seed: int = 0,
             scale: float = 1.0, y: torch.Tensor | int | None = None) -> torch.Tensor:
     """Images (n, C, H, W) the generator makes from the first n ``noise`` vectors (as
-    codes of its prior), of the classes ``y`` (default: each in turn), on the CPU."""
+    codes of its prior), of the classes ``y`` (default: each in turn), on the CPU.
+    ``ValueError`` unless 1 <= n <= len(noise)."""
+    check_positive("n", n, len(noise))
     noise = noise[:n].to(generator.device)
     y = generator.vae.labels(y, n, noise.device)
     x, _ = generate_fixed(generator, generator.vae.from_noise(noise, y), seed=seed, scale=scale, y=y)
@@ -205,6 +207,7 @@ def evaluate(generator: Generator, dataset, config: Config, noise: torch.Tensor,
     halves of the data. With the shape ``judge`` of the built-in data drawn as
     ``background``, the shape figures too. ``autocast``: the precision the generator
     runs in (its figures are measured under it; the judge and the floor in float32).
+    The caller puts the generator in eval mode, as ``Trainer.evaluate`` does.
     """
     n = min(config.train.swd_images, len(dataset))
     real, labels = real_fixed(dataset, len(dataset) if len(dataset) < 2 * n else 2 * n)

@@ -38,7 +38,10 @@ def _check_sizes(num_videos, num_frames) -> None:
 
 def _labels(generator: Generator, label: int | None, n: int, repeat: int = 1):
     """The labels (n * repeat,) of n videos of ``repeat`` images each: ``label`` for every
-    video, else the classes in turn (all 0 when unconditional). ``ValueError`` naming a bad class."""
+    video, else the classes in turn (all 0 when unconditional). ``ValueError`` naming a bad class,
+    or a class asked of an unconditional model."""
+    if label is not None and not generator.vae.num_classes:
+        raise ValueError(f"label={label!r}: this model is unconditional; leave label out")
     return generator.vae.labels(label, n, generator.device).repeat_interleave(repeat)
 
 

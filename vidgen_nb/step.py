@@ -5,10 +5,9 @@
     then:                   update_ema      the averaged generator follows the trained one
 
 Every generated image is made by ``Generator.generate``: z -> base decode -> synthetic
-video -> predictor -> delta -> decode again with theta + delta. The trainer
-(``trainer.py``) owns what surrounds an iteration: the loop, data, signals, DDP,
-checkpoints and logging. It builds the ``Parts`` an iteration touches and calls
-``train_step``.
+video -> predictor -> delta -> decode again with theta + delta. ``parts.py`` builds
+the ``Parts`` an iteration touches; the trainer (``trainer.py``) owns what surrounds an
+iteration (the loop, data, signals, checkpoints and logging) and calls ``train_step``.
 """
 
 from __future__ import annotations

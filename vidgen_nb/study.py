@@ -174,7 +174,7 @@ class Study:
         failed = []
         try:
             if jobs == 1 or len(todo) <= 1:
-                from .trainer import TrainingInterrupted
+                from .stopping import TrainingInterrupted
 
                 for arm, seed in todo:  # the trainer itself stops on a signal, after a checkpoint
                     bar.set_postfix_str(f"{arm} seed {seed}")
