@@ -156,7 +156,7 @@ class Generator(nn.Module):
         generator (theta + the delta of the image's own video) or by theta alone, as
         ``recon_through_generator`` says (read here only)."""
         if self.config.train.recon_through_generator:
-            return self.generate(z, y, seed=seed)
+            return self.generate(z, y=y, seed=seed)
         return self.vae.decode(z, y)
 
     def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None):
