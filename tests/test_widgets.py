@@ -166,3 +166,23 @@ def test_latent_explorer_of_a_conditional_model_draws_the_class_chosen():
         LatentExplorer(trainer.vae, classes=["a"])
     with pytest.raises(ValueError, match="unconditional"):
         LatentExplorer(load_or_train(None, steps=1, progress=False).vae, classes=["a"])
+
+
+def test_notebook_pictures_load_where_make_lab_serves_only_notebooks():
+    """A markdown picture must lie under notebooks/: `make lab` serves nothing above it."""
+    import json
+    import re
+
+    folder = Path(__file__).resolve().parents[1] / "notebooks"
+    outside = []
+    for path in sorted(folder.glob("*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] != "markdown":
+                continue
+            for target in re.findall(r"!\[[^\]]*\]\(([^)\s]+)", "".join(cell["source"])):
+                if re.match(r"[a-z]+:", target):
+                    continue  # attachment: or data: pictures travel inside the notebook
+                picture = (folder / target).resolve()
+                if folder not in picture.parents or not picture.is_file():
+                    outside.append(f"{path.name}: {target}")
+    assert not outside, outside
