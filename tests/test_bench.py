@@ -14,6 +14,7 @@ import torch
 
 from vidgen_nb import Config
 from vidgen_nb.bench import LOSSES, TARGETS, same_losses
+from vidgen_nb.profiling import iteration_flops, iteration_flops_by_op, operator_profile, profile_table
 from vidgen_nb.reference import ReferenceGenerator, ReferenceTrainer
 from vidgen_nb.trainer import Trainer
 
@@ -32,6 +33,19 @@ def test_quick_bench_prints_a_table_and_every_figure_as_json():
     assert set(figures["losses_fast_vs_reference"]) == set(LOSSES)
     table = "\n".join(lines[:-1])
     assert "| overhead: full / without predictor |" in table and "<= 1.3" in table
+
+
+def test_the_profile_accounts_for_the_whole_iteration_by_operator():
+    trainer = Trainer(Config.preset("tiny"), progress=False)
+    ops, groups, seconds = operator_profile(trainer, iterations=2)
+    assert seconds > 0 and math.isclose(sum(g["share"] for g in groups), 1.0)
+    assert [g["name"] for g in groups][-1] == "everything else"
+    convolutions = {g["name"]: g for g in groups if g["name"].startswith("convolutions")}
+    assert all(g["self_s"] > 0 and g["gflop_per_s"] > 0 for g in convolutions.values())
+    assert [r["self_s"] for r in ops] == sorted((r["self_s"] for r in ops), reverse=True)
+    assert sum(iteration_flops_by_op(trainer).values()) == iteration_flops(trainer)
+    table = profile_table(ops, groups, seconds, 1e11)
+    assert "| convolutions, backward |" in table and f"`{ops[0]['name']}`" in table
 
 
 def test_bad_option_exits_2_naming_it():

@@ -10,10 +10,10 @@ FLOORS = [
     ["config", "files"], ["commands"],
     ["data.images", "data.shapes"], ["data.scan"], ["data.loading"], ["data.record"], ["data"], ["data.__main__"],
     ["prior"], ["models"], ["deltas"], ["video"], ["checkpoint"], ["options"], ["generator"],
-    ["losses", "metrics", "augment"], ["judge"], ["evaluation"], ["device", "stopping"], ["step"], ["parts"], ["run_state"], ["trainer"], ["shipped"],
+    ["losses", "metrics", "augment"], ["judge"], ["evaluation"], ["device", "stopping"], ["step"], ["parts"], ["precision"], ["run_state"], ["trainer"], ["shipped"],
     ["plots", "media"], ["generated_video"],
     ["widgets", "notebook"], ["train", "render"], ["report"], ["arms"], ["arm_runs"], ["study"], ["experiments"],
-    ["cli_reference"], ["reference"], ["bench"],
+    ["cli_reference"], ["reference", "profiling"], ["bench"],
 ]
 FLOOR = {module: level for level, modules in enumerate(FLOORS) for module in modules}
 

@@ -68,17 +68,18 @@ def test_plain_baseline_without_predictor(data):
     assert trainer.predictor is None and "delta_rms" not in trainer.history[-1]
 
 
-@pytest.mark.parametrize("in_memory", [True, False])
-def test_resume_is_exact(tmp_path, data, in_memory):
+@pytest.mark.parametrize("in_memory, precision", [(True, "fp32"), (False, "fp32"), (True, "bf16")])
+def test_resume_is_exact(tmp_path, data, in_memory, precision):
     cfg = tiny(in_memory=in_memory, num_workers=1)
-    straight = Trainer(cfg, data=data, progress=False)
+    straight = Trainer(cfg, data=data, progress=False, precision=precision)
     straight.train(6)
 
-    first = Trainer(cfg, data=data, out=tmp_path / "r", progress=False)
+    first = Trainer(cfg, data=data, out=tmp_path / "r", progress=False, precision=precision)
     first.train(3)
     first.save_checkpoint(tmp_path / "r" / "mid.pt")
     del first
-    resumed = Trainer.from_checkpoint(tmp_path / "r" / "mid.pt", data=data, progress=False)
+    resumed = Trainer.from_checkpoint(tmp_path / "r" / "mid.pt", data=data, progress=False,
+                                      precision=precision)
     assert resumed.step == 3
     resumed.train(3)
 

@@ -71,7 +71,7 @@ def run_arm(folder: Path, config: Config, *, swd_every: int, data=None, device=N
     if finished is not None:
         return finished
     trainer = _open_run(folder, config, dict(data=data, out=folder, device=device, progress=False,
-                                             precision=precision))
+                                             precision=precision, try_bf16=True))
     points, seconds = _points_so_far(trainer, report)
     seconds = _train_measuring(trainer, points, seconds, steps=config.train.steps,
                                swd_every=swd_every, report=report, stop=stop)

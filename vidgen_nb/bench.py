@@ -33,12 +33,12 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
 
 from .commands import Parser, run_command
 from .config import PRESETS, Config
 from .data import ResumableBatchSampler, endless_batches
 from .device import PRECISIONS
+from .profiling import iteration_flops, operator_profile, profile_table
 from .reference import ReferenceTrainer
 from .trainer import Trainer
 from .video import synthetic_video
@@ -90,32 +90,6 @@ def matmul_flops_per_s(device: torch.device, *, n: int, repeats: int,
     return 2 * n**3 / seconds, str(dtype).removeprefix("torch.")
 
 
-class _NoModuleTracker:
-    """Stands in for FlopCounterMode's per-module tracker, whose backward hooks do not
-    work inside ``torch.autograd.grad`` (the gradient penalty); totals stay exact."""
-
-    parents = {"Global"}
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *args):
-        return False
-
-
-def iteration_flops(trainer: Trainer) -> int:
-    """Model FLOPs of one training iteration, counted by PyTorch's FlopCounterMode.
-
-    Every matrix product and convolution PyTorch runs is counted, forward and backward,
-    including the double backward through the critic that the gradient penalty needs.
-    """
-    counter = FlopCounterMode(display=False)
-    counter.mod_tracker = _NoModuleTracker()
-    with counter:
-        trainer.train_step()
-    return counter.get_total_flops()
-
-
 def cpu_name() -> str:
     """The CPU's model name (from /proc/cpuinfo on Linux), else the architecture."""
     try:
@@ -126,6 +100,11 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name on CUDA, else the CPU's."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
 
 
 def peak_memory_bytes(device: torch.device) -> int:
@@ -192,7 +171,7 @@ def _setting(cfg: Config, probe: Trainer) -> dict:
     m, t, B, device = cfg.model, cfg.train, cfg.batch_size, probe.device
     return {"preset_size": f"{B}x{m.channels}x{m.image_size}x{m.image_size}",
             "frames": m.num_frames, "n_critic": t.n_critic, "device": str(device),
-            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+            "device_name": device_name(device),
             "threads": torch.get_num_threads(), "torch": torch.__version__,
             "precision": probe.precision}
 
@@ -324,6 +303,8 @@ def _main(argv: list[str] | None) -> int:
     parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="as vidgen-train: auto (bf16 on CUDA, fp32 elsewhere), fp32, bf16")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median)")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead of the table: where one iteration's time goes, by operator")
     parser.add_argument("--quick", action="store_true",
                         help="tiny preset, 3 repeats: a smoke test in well under a minute")
     args = parser.parse_args(argv)
@@ -334,6 +315,8 @@ def _main(argv: list[str] | None) -> int:
         preset, repeats, matmul_n = "tiny", 3, 512
     overrides = {"batch_size": args.batch_size} if args.batch_size else {}
     cfg = Config.preset(preset, **overrides)
+    if args.profile:
+        return _profile(cfg, preset, args.device, args.precision, repeats)
     results = run(cfg, device=args.device, precision=args.precision, repeats=repeats,
                   matmul_n=matmul_n, log=lambda s: print(s, file=sys.stderr, flush=True))
     results["preset"] = preset
@@ -343,6 +326,19 @@ def _main(argv: list[str] | None) -> int:
           f"{results['threads']} threads), torch {results['torch']}\n")
     print(table(results))
     print(json.dumps(results))
+    return 0
+
+
+def _profile(cfg: Config, preset: str, device: str, precision: str, repeats: int) -> int:
+    """``--profile``: the iteration's operators by self time (``profiling``), with the
+    matrix-product rate of the precision it runs in."""
+    trainer = Trainer(cfg, device=device, progress=False, precision=precision)
+    ops, groups, seconds = operator_profile(trainer, iterations=repeats)
+    rate, dtype = matmul_flops_per_s(trainer.device, n=2048, repeats=repeats,
+                                     dtype=DTYPES[trainer.precision])
+    print(f"\n{preset} preset, {trainer.precision}, on {trainer.device} ({device_name(trainer.device)}, "
+          f"{torch.get_num_threads()} threads); {dtype} matmul {rate / 1e9:.1f} GFLOP/s\n")
+    print(profile_table(ops, groups, seconds, rate))
     return 0
 
 

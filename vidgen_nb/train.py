@@ -55,8 +55,9 @@ def build_parser() -> Parser:
                         "--quiet apply to the resumed run; any other must match the checkpoint")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
-                   help="bf16 autocast or fp32; auto: bf16 on CUDA, fp32 elsewhere (bf16 "
-                        "on a CPU only when asked for: docs/speed.md)")
+                   help="bf16 autocast or fp32; auto: bf16 on CUDA, and on a CPU with bf16 "
+                        "instructions if a start check passes (a few steps finite and resuming "
+                        "exactly); fp32 elsewhere (docs/speed.md)")
     p.add_argument("--other-data", action="store_true",
                    help="with --resume: go on with the --data given although the run was trained on "
                         "other images (its summary then starts from the SWD on the new data)")
@@ -168,7 +169,7 @@ def _start(parser: Parser, args: argparse.Namespace, cfg: Config, out: Path,
     """The trainer of a new run, or of the resumed one with the options given applied;
     one line and exit status 2 for a run that cannot start."""
     common = dict(data=args.data, out=out, device=args.device, skip_bad=args.skip_bad,
-                  progress=not args.quiet, verbose=args.skip_bad, precision=args.precision)
+                  progress=not args.quiet, verbose=args.skip_bad, precision=args.precision, try_bf16=True)
 
     def refuse(message: str):
         """One line from rank 0 alone when several processes fail alike; exit status 2."""
@@ -211,7 +212,8 @@ def _announce(trainer: Trainer, args: argparse.Namespace, out: Path, resume: Pat
             say(f"going on with other data: {describe_data(trainer.data_record)}; the summary "
                 f"starts from the SWD on it at step {trainer.step}")
     processes = f" x {trainer.world_size} processes" if trainer.world_size > 1 else ""
-    say(f"training on {trainer.device}{processes} ({trainer.precision}), {len(trainer.dataset)} images, "
+    say(f"training on {trainer.device}{processes} in {trainer.precision} ({trainer.precision_why}), "
+        f"{len(trainer.dataset)} images, "
         + ("" if resume else f"preset {args.preset or 'cpu'}, ") +
         f"WEIGHT_UPDATE_SIZE {trainer.generator.deltas.weight_update_size}"
         + ("" if trainer.predictor else " (predictor off)"))
@@ -266,7 +268,8 @@ def _finish(trainer: Trainer, start: int, seconds: float, say) -> int:
     paths = finish_run(trainer)
 
     images = (trainer.step - start) * trainer.config.batch_size * (trainer.config.train.n_critic + 1)
-    print(f"done: step {trainer.step}, {seconds:.0f} s, {images / max(seconds, 1e-9):.0f} images/s, "
+    print(f"done: step {trainer.step}, {seconds:.0f} s, {images / max(seconds, 1e-9):.0f} images/s "
+          f"in {trainer.precision}, "
           + swd_change(trainer.swd_start, figures["swd"]))
     for fork in trainer.lineage:
         print(f"  a fork of {fork['checkpoint']} at step {fork['step']}")

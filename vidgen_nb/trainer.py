@@ -34,13 +34,14 @@ from . import evaluation, run_state, step
 from .checkpoint import CHECKPOINT, save_atomic
 from .config import Config
 from .data import ResumableBatchSampler, builtin_background, endless_batches, open_training_data
-from .device import any_process, autocast, check_fits, init_distributed, replicas_agree, resolve_precision
+from .device import any_process, autocast, check_fits, init_distributed, replicas_agree
 from .files import atomic_write
 from .generator import Generator
 from .judge import load_judge
 from .metrics import swd
 from .models import VAE
 from .parts import build_parts
+from .precision import choose_precision
 from .step import step_bytes
 from .stopping import NonFiniteLossError, TrainingInterrupted, stop_requests
 
@@ -57,8 +58,10 @@ class Trainer:
         progress: show a tqdm progress bar.
         precision: ``fp32``, ``bf16`` (autocast: matrix products and convolutions in
             bfloat16, on CUDA or on a CPU with bf16 instructions), or ``auto`` (bf16 on
-            CUDA, fp32 elsewhere: see ``device.resolve_precision``). Not stored in
-            checkpoints: it belongs to the machine.
+            CUDA, fp32 elsewhere). Not stored in checkpoints: it belongs to the machine.
+        try_bf16: with ``auto`` on a CPU with bf16 instructions, bf16 if a start check on
+            these networks passes (``precision.choose_precision``, as the commands do).
+            ``precision`` and ``precision_why`` say which was chosen and why.
         callback: called as ``callback(trainer, metrics)`` every ``log_every`` steps.
             (``data``, what it trains on, is recorded in its checkpoints: ``data_record``.)
         overwrite: replace the run ``out`` already holds; without it such a folder is
@@ -81,14 +84,16 @@ class Trainer:
 
     def __init__(self, config: Config, *, data=None, out=None, device=None, skip_bad=False,
                  progress: bool = True, callback: Callable | None = None, verbose: bool = False,
-                 precision: str = "auto", overwrite: bool = False, _resuming: bool = False):
+                 precision: str = "auto", try_bf16: bool = False, overwrite: bool = False,
+                 _resuming: bool = False):
         if not isinstance(config, Config):
             raise TypeError(f"config={config!r}: expected a Config, e.g. Config.preset('tiny')")
         if data is not None and not str(data).strip():
             raise ValueError("data='': expected a dataset folder, or None for the built-in shapes")
         self.config = config
         self.rank, self.world_size, self.device = init_distributed(device)
-        self.precision = resolve_precision(precision, self.device)
+        self.precision, self.precision_why = choose_precision(precision, config, self.device,
+                                                              try_bf16=try_bf16)
         m = config.model
         check_fits(step_bytes(config), self.device, f"batch_size={config.batch_size}, num_frames="
                    f"{m.num_frames}, image_size={m.image_size} (one training step)")
