@@ -26,6 +26,16 @@ def test_a_predictor_that_ignores_its_input_has_no_spread_and_costs_nothing(gene
     assert figures["swd_base"] != pytest.approx(figures["swd"], abs=1e-3)  # the delta does act
 
 
+def test_the_base_decode_is_judged_as_the_samples_are(generator):
+    z, real = generator.sample_noise(8, seed=1), torch.rand(8, 3, 16, 16)
+    brightness = lambda images, labels: {"shapes_named": images.mean().item(), "other": 1}  # noqa: E731
+    figures = delta_figures(generator, z, real, name_shapes=brightness)
+    y = generator.vae.labels(None, 8, z.device)
+    assert figures["base_shapes_named"] == pytest.approx(generator.vae.decode(z, y).mean().item())
+    assert figures["shapes_named"] == pytest.approx(generator.generate(z, y=y, seed=0).mean().item(), abs=1e-3)
+    assert "base_other" not in figures
+
+
 class PixelsAsDelta(torch.nn.Module):
     """A 'predictor' whose delta is the first frame's first pixels: it reacts to every image."""
 

@@ -299,5 +299,6 @@ def test_evaluate_logs_every_quality_figure(data, tmp_path):
     assert set(record) == {"step", "swd", "swd_floor", "delta_spread", "delta_min_cos", "swd_mean_delta",
                            "swd_base", "kl_per_dim", "active_dims", "recon_rms", "recon_swd",
                            "shapes_named", "shape_counts", "shapes_named_recon",
-                           "shapes_named_real", "shapes_named_unseen"}  # built-in data: judged
+                           "shapes_named_real", "shapes_named_unseen",
+                           "base_shapes_named"}  # built-in data: judged, pass 1 too
     assert json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1]) == record

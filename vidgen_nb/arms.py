@@ -40,6 +40,13 @@ ARMS = {
     "still-video": Arm("the predictor sees T copies of the image: does the motion matter?", STILL),
     "channel": Arm("per-channel deltas scaling theta instead of dense ones", {"delta_param": "channel"}),
     "lora": Arm("low-rank deltas A B (rank 4) instead of dense ones", {"delta_param": "lora"}),
+    "code-delta": Arm("a delta from the code and class alone, by a small MLP (self-modulation): "
+                      "does the video add anything the code does not carry?", {"delta_source": "code"}),
+    "critic-video": Arm("the video also moves the image along the critic's gradient: does an "
+                        "error signal give the predictor something to see?", {"critic_step": 0.02}),
+    "update": Arm("the critic-guided video, and each delta's size penalised (||delta||^2 / "
+                  "||theta||^2, weight 1): theta must draw alone, delta is a per-image correction",
+                  {"critic_step": 0.02, "delta_penalty": 1.0}),
 }
 SETTINGS = ("preset", "steps", "swd_every", "data", "precision", "set")  # what makes runs comparable
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")  # an arm's name is a folder's name

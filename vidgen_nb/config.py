@@ -20,7 +20,7 @@ DEFAULT_DELTA_TARGETS = ("decoder.out.*",)
 DELTA_MODES = ("per_sample", "batch_mean")
 DELTA_PARAMS = ("dense", "channel", "lora")  # what a predicted number means (deltas.py)
 # Each image's delta: from the 3D CNN watching its video, or one learned for all (an ablation).
-DELTA_SOURCES = ("video", "constant")
+DELTA_SOURCES = ("video", "constant", "code")
 # The critic's halving: MaxPool2d like the encoder (the seed's), or AvgPool2d, reaching every pixel.
 CRITIC_POOLS = ("max", "avg")
 # The seed's ConvTranspose2d(4x4, stride 2), or a checkerboard-free resize-convolution (Odena et al., 2016).
@@ -177,8 +177,10 @@ class ModelConfig:
     delta_param: str = opt("dense", "a number per weight, added (dense); per channel pair, scaling "
                            "theta (channel); or a low-rank product A B (lora)", choices=DELTA_PARAMS)
     delta_rank: int = opt(4, "r of the low-rank deltas A B (delta_param lora)", low=1, high=4096)
-    delta_source: str = opt("video", "the predictor watching each image's video, or one learned "
-                            "delta for every image (an ablation)", choices=DELTA_SOURCES)
+    delta_source: str = opt("video", "the predictor watching each image's video; one learned delta "
+                            "for every image; or a delta from the code and class alone, by a small "
+                            "MLP (self-modulation: no video); the last two are controls",
+                            choices=DELTA_SOURCES)
 
     def __post_init__(self):
         check_fields(self)
@@ -218,6 +220,10 @@ class VideoConfig:
     rotation: float = opt(3.0, "degrees", low=0)
     brightness: float = opt(0.1, "relative brightness change", low=0)
     detach: bool = opt(True, "cut gradients from the predictor back into the image")
+    critic_step: float = opt(0.0, "critic guidance: frame k also moves the image k times this far "
+                             "along the critic's gradient (scaled per image to an RMS of 1 per "
+                             "value): the video shows what the critic would change", low=0,
+                             below=math.inf, zero="no guidance")
 
     def __post_init__(self):
         check_fields(self)
@@ -250,6 +256,10 @@ class TrainConfig:
                           low=0, high=1, zero="constant", what="a fraction of the run")
     betas: tuple[float, float] = opt((0.0, 0.9), "Adam betas")
     beta: float = opt(1.0, "weight of the KL term in the VAE loss (a beta-VAE's beta)", low=0, below=math.inf)
+    delta_penalty: float = opt(0.0, "weight of each image's squared weight change relative to the "
+                               "weights it changes, ||delta||^2 / ||theta||^2, in the generator's "
+                               "loss: theta must then draw alone, and delta becomes a per-image "
+                               "correction", low=0, below=math.inf, zero="none")
     vae_weight: float = opt(1.0, "weight of the per-pixel VAE loss against -E[D(fake)]", low=0, below=math.inf)
     # 1/sqrt(2) makes the VAE's likelihood the plain sum of squared errors.
     recon_sigma: float = opt(0.0, "scale of the VAE's Gaussian likelihood per value; 0: calibrated "

@@ -174,6 +174,15 @@ class WeightDeltas:
                 parts[n] = (a @ b).view(-1, *self.param_shapes[n])
         return parts
 
+    def squared_size(self, delta: torch.Tensor) -> torch.Tensor:
+        """Flat prediction (B, WEIGHT_UPDATE_SIZE) -> (B,) ||delta_i||^2 / ||theta||^2 over
+        all selected weights: the squared size of each image's weight change relative to
+        the weights it changes, whatever the parametrisation (theta is a constant here)."""
+        params = dict(self.vae.named_parameters())
+        theta = sum(params[n].detach().float().square().sum() for n in self.names)
+        change = sum(d.float().flatten(1).square().sum(1) for d in self.split(delta).values())
+        return change / theta.clamp_min(1e-12)
+
     def patched(self, delta: dict[str, torch.Tensor], scale: float = 1.0) -> dict[str, torch.Tensor]:
         """Decoder parameters theta + scale * delta, for one delta per parameter.
 

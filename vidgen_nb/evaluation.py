@@ -24,8 +24,9 @@ better; its patches and directions always drawn with seed 0, so runs compare), n
   ``delta_min_cos`` = the smallest cosine between an image's delta and the mean (a
   predictor that ignores its input has spread 0 and cosine 1); ``swd_mean_delta``
   and ``swd_base``: the same noise decoded with the batch-mean delta for every image,
-  and with the base weights alone. ``swd_mean_delta - swd`` is what the per-image
-  prediction buys over a constant.
+  and with the base weights alone (``base_shapes_named``, ``base_named_as_asked``: the
+  judge's shares of those base decodes, pass 1 judged as the samples, pass 2, are).
+  ``swd_mean_delta - swd`` is what the per-image prediction buys over a constant.
 """
 
 from __future__ import annotations
@@ -158,6 +159,9 @@ def delta_figures(generator: Generator, z: torch.Tensor, real: torch.Tensor, *,
     delta = torch.cat([d.flatten(1) for d in generator.deltas.split(delta).values()], 1)
     mean = delta.mean(0, keepdim=True)
     base = generator.vae.decode(z, y)
+    if name_shapes is not None:  # pass 1 judged as pass 2 is: does the second pass help?
+        figures.update({f"base_{k}": v for k, v in name_shapes(base.float(), y).items()
+                        if k in ("shapes_named", "named_as_asked")})
     return {
         **figures,
         "delta_spread": ((delta - mean).norm(dim=1) / mean.norm().clamp_min(1e-12)).mean().item(),

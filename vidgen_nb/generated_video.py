@@ -21,6 +21,9 @@ def _need_predictor(generator: Generator, mode: str) -> None:
     if generator.predictor is None:
         raise ValueError(f"mode {mode!r} needs the weight predictor, and this model was "
                          "trained without one (--no-predictor)")
+    if generator.config.model.delta_source == "code":
+        raise ValueError(f"mode {mode!r} needs a predictor that watches videos, and this model's "
+                         "deltas come from its codes (delta_source code)")
 
 
 def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

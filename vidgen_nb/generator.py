@@ -8,9 +8,10 @@ samples, SWD, the widgets and the generated videos alike:
     delta  = predictor(video)                     (B, WEIGHT_UPDATE_SIZE)
     x      = decoder(z; theta + scale * delta)    the generated image
 
-Without a predictor (the plain VAE-WGAN-GP) it is decoder(z; theta). With
-``delta_source = "constant"`` (an ablation) delta is one learned vector for every image,
-and no base decode or video is made.
+Without a predictor (the plain VAE-WGAN-GP) it is decoder(z; theta). Two controls
+make no base decode and no video: ``delta_source = "constant"``, one learned delta
+for every image, and ``"code"``, a delta from the decoder's input (code and class) by
+a small MLP.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from torch import nn
 from .checkpoint import check_state, load_checkpoint, load_part
 from .config import Config
 from .deltas import WeightDeltas
-from .models import VAE, ConstantDelta, WeightPredictor3DCNN
-from .video import synthetic_video
+from .models import VAE, CodeDelta, ConstantDelta, Discriminator, WeightPredictor3DCNN
+from .video import critic_direction, guided_video, synthetic_video
 
 
 class Generator(nn.Module):
@@ -40,9 +41,12 @@ class Generator(nn.Module):
     ``Generator.build(config)`` makes fresh networks; ``from_checkpoint`` loads them.
     """
 
-    def __init__(self, config: Config, vae: VAE, predictor: WeightPredictor3DCNN | ConstantDelta | None):
+    def __init__(self, config: Config, vae: VAE, predictor: WeightPredictor3DCNN | ConstantDelta | CodeDelta | None):
         super().__init__()
         self.config, self.vae, self.predictor = config, vae, predictor
+        # The critic whose gradient guides the video (video.critic_step > 0): held in a
+        # tuple, so that it is not one of the generator's modules and never trained with it.
+        self.guide: tuple[nn.Module, ...] = ()
         m = config.model
         self.deltas = WeightDeltas(vae, m.delta_targets, m.delta_mode, m.delta_param, m.delta_rank)
         if predictor is not None and predictor.output_size != self.deltas.weight_update_size:
@@ -51,13 +55,15 @@ class Generator(nn.Module):
                              f"targets {m.delta_targets}")
 
     @staticmethod
-    def new_predictor(config: Config, vae: VAE) -> WeightPredictor3DCNN | ConstantDelta:
+    def new_predictor(config: Config, vae: VAE) -> WeightPredictor3DCNN | ConstantDelta | CodeDelta:
         """A fresh predictor sized for the weights ``config`` selects in ``vae``
-        (a ``ConstantDelta`` when ``delta_source`` is "constant")."""
+        (a ``ConstantDelta`` or a ``CodeDelta`` for those ``delta_source`` values)."""
         m = config.model
         size = WeightDeltas(vae, m.delta_targets, param=m.delta_param, rank=m.delta_rank).weight_update_size
         if m.delta_source == "constant":
             return ConstantDelta(size)
+        if m.delta_source == "code":
+            return CodeDelta(m.latent_dim + m.num_classes, size, hidden=m.predictor_hidden)
         return WeightPredictor3DCNN.from_config(config.model, size)
 
     @classmethod
@@ -93,9 +99,19 @@ class Generator(nn.Module):
                 load_part(vae, state["vae"], "vae")
                 if predictor is not None:
                     load_part(predictor, state["predictor"], "predictor")
+            if predictor is not None and config.video.critic_step:  # its video needs the critic
+                critic = Discriminator(config.model)
+                load_part(critic, state["critic"], "critic")
+                generator.use_critic(critic.eval())
         except ValueError as exc:
             raise ValueError(f"checkpoint {path}: its weights do not fit its own config; {exc}") from None
+        generator.guide = tuple(critic.to(device) for critic in generator.guide)
         return generator.to(device).eval()
+
+    def use_critic(self, critic: nn.Module) -> "Generator":
+        """Let ``critic`` guide the synthetic video (when ``video.critic_step`` > 0)."""
+        self.guide = (critic,)
+        return self
 
     @property
     def num_frames(self) -> int:
@@ -106,14 +122,24 @@ class Generator(nn.Module):
     def device(self) -> torch.device:
         return next(self.vae.parameters()).device
 
-    def predict_delta(self, images: torch.Tensor, *, seed: int | None = None) -> torch.Tensor:
+    def predict_delta(self, images: torch.Tensor, *, seed: int | None = None,
+                      y: torch.Tensor | int | None = None) -> torch.Tensor:
         """Images (B, C, H, W) -> their synthetic videos -> delta (B, WEIGHT_UPDATE_SIZE).
 
-        ``seed`` fixes the video's randomness (else the global random stream is used).
+        ``seed`` fixes the video's randomness (else the global random stream is used);
+        ``y``, the images' classes, is what a conditional critic guiding the video judges.
         """
         if self.predictor is None:
             raise ValueError("this generator has no weight predictor (trained with --no-predictor)")
+        if isinstance(self.predictor, CodeDelta):
+            raise ValueError("this generator's deltas come from its codes, not from images "
+                             "(delta_source code): use generate(z, return_delta=True)")
         video = synthetic_video(images, self.num_frames, self.config.video, seed=seed)
+        if self.config.video.critic_step:
+            if not self.guide:
+                raise ValueError("video.critic_step > 0 needs the critic: Generator.use_critic(critic)")
+            direction = critic_direction(self.guide[0], images, self.vae.labels(y, len(images), images.device))
+            video = guided_video(video, direction, self.config.video.critic_step)
         return self.predictor(video)  # (B, T, C, H, W) -> (B, WEIGHT_UPDATE_SIZE)
 
     def generate(self, z: torch.Tensor, y: torch.Tensor | None = None, *, scale: float = 1.0,
@@ -142,11 +168,15 @@ class Generator(nn.Module):
             delta = self.predictor(z)  # every row the same, so their mean is exact and cheaper
             x = self.deltas.decode(zc, delta, scale=scale, mode="batch_mean")
             return (x, delta) if return_delta else x
+        if isinstance(self.predictor, CodeDelta):  # the decoder's own input: no base decode
+            delta = self.predictor(zc)
+            x = self.deltas.decode(zc, delta, scale=scale)
+            return (x, delta) if return_delta else x
         # With only the output layer patched, both decodes share every layer before it.
         h = self.vae.decoder.features(zc) if self.deltas.output_layer_only else None
         with torch.no_grad() if self.config.video.detach else contextlib.nullcontext():
             base = self.vae.decoder(zc) if h is None else self.vae.decoder(h, from_features=True)
-        delta = self.predict_delta(base, seed=seed)
+        delta = self.predict_delta(base, seed=seed, y=y)
         x = self.deltas.decode(zc, delta, scale=scale, features=h)
         return (x, delta) if return_delta else x
 

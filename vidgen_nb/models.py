@@ -340,6 +340,29 @@ class ConstantDelta(nn.Module):
         return self.delta.expand(len(batch), -1)  # (B, output_size), the same row for all
 
 
+class CodeDelta(nn.Module):
+    """A weight update from the decoder's input alone: code and one-hot class (B, D) ->
+    delta (B, output_size), by a two-layer MLP whose last layer starts at zero.
+
+    The control that says whether the video adds anything: the same deltas, applied
+    the same way, from what the decoder already knows (self-modulation, Chen et al.,
+    ICLR 2019, conditions a generator's normalisation on z in the same spirit).
+    """
+
+    def __init__(self, input_size: int, output_size: int, *, hidden: int = 64):
+        super().__init__()
+        if output_size < 1:
+            raise ValueError(f"output_size={output_size}: expected a positive integer "
+                             "(the number of VAE weights to adjust)")
+        self.net = nn.Sequential(nn.Linear(input_size, hidden), nn.ReLU(), nn.Linear(hidden, output_size))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+        self.output_size = output_size
+
+    def forward(self, zc: torch.Tensor) -> torch.Tensor:
+        return self.net(zc)  # (B, D) -> (B, output_size)
+
+
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)

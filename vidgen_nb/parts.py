@@ -40,6 +40,8 @@ def build_parts(config: Config, device: torch.device, *, precision: str, rank: i
     generator_ema = generator
     if t.ema_decay > 0:  # a copy that follows the trained weights slowly, never trained itself
         generator_ema = copy.deepcopy(generator).requires_grad_(False).eval()
+    for g in {generator, generator_ema}:  # the live critic guides both one's videos (critic_step)
+        g.use_critic(critic)
     opt_g = torch.optim.Adam(generator.parameters(), lr=t.lr, betas=t.betas)
     opt_d = torch.optim.Adam(critic.parameters(), lr=t.lr, betas=t.betas)
     if rank:  # each process draws its own noise; rank 0 keeps the single-process stream

@@ -106,7 +106,7 @@ def generator_step(parts: Parts, real: torch.Tensor, y: torch.Tensor, t: TrainCo
     """One update of the VAE's base weights theta and the predictor, by one backward.
 
     L_G = -E[D(fake)] + vae_weight * (-log p(real | x_hat) + beta * KL(q(z|real) || p(z)))
-    per value, fake = decode(z; theta + delta(video(decode(z; theta)))) with z from the
+    [+ delta_penalty * E ||delta||^2 / ||theta||^2] per value, fake = decode(z; theta + delta(video(decode(z; theta)))) with z from the
     prior p(z) (N(0, I), or the learned ``MixturePrior``), x_hat the real
     batch's reconstructions (``losses.vae_loss``); a conditional model generates the real
     batch's classes y. The critic only judges here: its weights get no gradient.
@@ -121,6 +121,10 @@ def generator_step(parts: Parts, real: torch.Tensor, y: torch.Tensor, t: TrainCo
                                              diff_augment(judged, t.augment))
             vae_term, stats = vae_loss(x_hat.float(), real.float(), kl, beta=t.beta, sigma=t.recon_sigma)
             loss = adv.float() + t.vae_weight * vae_term
+            if t.delta_penalty and delta is not None:  # + lambda * E ||delta||^2 / ||theta||^2
+                size = parts.generator.deltas.squared_size(delta).mean()
+                loss = loss + t.delta_penalty * size
+                stats["delta_size"] = size.item()
         parts.check_finite("generator", loss)
         parts.opt_g.zero_grad(set_to_none=True)
         loss.backward()

@@ -70,6 +70,26 @@ def synthetic_video(
     return video.clamp_(0, 1).transpose(1, 2)  # (B, T, C, H, W), a view
 
 
+def critic_direction(critic: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor
+                     ) -> torch.Tensor:
+    """The direction in which the critic's score D(x, y) rises fastest, per image:
+    grad_x D (B, C, H, W), scaled so that each image's RMS per value is 1. An input for
+    the predictor only: no graph is kept, so no second-order terms reach the critic."""
+    with torch.enable_grad():
+        x = images.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(critic(x, y=labels).sum(), x)
+    rms = grad.float().square().mean((1, 2, 3), keepdim=True).sqrt().clamp_min(1e-12)
+    return (grad.float() / rms).to(images.dtype)
+
+
+def guided_video(video: torch.Tensor, direction: torch.Tensor, step: float) -> torch.Tensor:
+    """Videos (B, T, C, H, W) with frame k moved k * ``step`` along ``direction`` (B, C, H, W),
+    clamped to [0, 1]: frame 0 stays the image, and each later frame shows a little more of
+    what the critic would change."""
+    k = torch.arange(video.shape[1], device=video.device, dtype=video.dtype) * step
+    return (video + k.view(1, -1, 1, 1, 1) * direction[:, None]).clamp_(0, 1)
+
+
 def _per_frame(v: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """(B,) amounts -> (B, T, 1, 1), growing linearly over the frames' times t (T,)."""
     return v.view(len(v), 1, 1, 1) * t.view(len(t), 1, 1)

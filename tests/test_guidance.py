@@ -1,0 +1,112 @@
+"""What the predictor can be given to see, and its controls: the critic-guided video, the
+code-only delta, and a delta penalised by its size."""
+
+import pytest
+import torch
+from torch import nn
+
+from vidgen_nb import Config, builtin_dataset
+from vidgen_nb.arms import STILL
+from vidgen_nb.generator import Generator
+from vidgen_nb.trainer import Trainer
+from vidgen_nb.video import critic_direction, guided_video
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return builtin_dataset(tmp_path_factory.mktemp("data"), per_class=4, size=16)
+
+
+class LinearCritic(nn.Module):
+    """D(x) = sum(w * x): its gradient is w, whatever x."""
+
+    def __init__(self, w: torch.Tensor):
+        super().__init__()
+        self.w = nn.Parameter(w)
+
+    def forward(self, x, y=None):
+        return (x * self.w).flatten(1).sum(1)
+
+
+def tiny(**overrides):
+    return Config.preset("tiny", log_every=1, checkpoint_every=2, sample_every=2, swd_images=16,
+                         **overrides)
+
+
+def test_the_critic_direction_is_its_gradient_scaled_to_rms_one():
+    w = torch.randn(3, 16, 16)
+    images = torch.rand(2, 3, 16, 16)
+    d = critic_direction(LinearCritic(w), images, torch.zeros(2, dtype=torch.long))
+    assert torch.allclose(d, (w / w.square().mean().sqrt()).expand(2, -1, -1, -1), atol=1e-6)
+    with torch.no_grad():  # the trainer makes fakes under no_grad: the gradient is still taken
+        assert torch.equal(critic_direction(LinearCritic(w), images, torch.zeros(2, dtype=torch.long)), d)
+
+
+def test_a_known_critic_gives_known_frames_and_zero_step_still_frames():
+    step = 0.05
+    cfg = tiny(critic_step=step, **STILL)  # no jitter: the frames move along the gradient alone
+    generator = Generator.build(cfg)
+    w = torch.randn(3, 16, 16)
+    generator.use_critic(LinearCritic(w))
+    seen = []
+    generator.predictor.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    images = torch.rand(2, 3, 16, 16) * 0.5 + 0.25
+    generator.predict_delta(images, seed=0)
+    unit = w / w.square().mean().sqrt()
+    for k in range(cfg.model.num_frames):
+        assert torch.allclose(seen[-1][:, k], (images + k * step * unit).clamp(0, 1), atol=1e-5), k
+
+    still = Generator.build(tiny(**STILL))
+    still.predictor.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    still.predict_delta(images, seed=0)
+    assert torch.allclose(seen[-1], images[:, None].expand_as(seen[-1]), atol=1e-6)
+    assert torch.equal(guided_video(seen[-1], unit.expand(2, -1, -1, -1), 0.0), seen[-1].clamp(0, 1))
+
+
+def test_a_guided_video_needs_its_critic():
+    generator = Generator.build(tiny(critic_step=0.05))
+    with pytest.raises(ValueError, match="needs the critic"):
+        generator.generate(torch.randn(2, generator.vae.latent_dim))
+
+
+def test_the_code_delta_depends_on_the_code_and_class_only():
+    generator = Generator.build(tiny(delta_source="code"))
+    with torch.no_grad():
+        generator.predictor.net[-1].weight.normal_()  # no longer zero, as after training
+    z = torch.randn(4, generator.vae.latent_dim)
+    x1, d1 = generator.generate(z, seed=1, return_delta=True)
+    x2, d2 = generator.generate(z, seed=2, return_delta=True)  # another video seed: no video at all
+    assert torch.equal(d1, d2) and torch.equal(x1, x2)
+    assert not torch.equal(generator.generate(z + 1, return_delta=True)[1], d1)  # the code matters
+    with pytest.raises(ValueError, match="come from its codes"):
+        generator.predict_delta(x1)
+
+
+def test_the_squared_size_is_relative_to_the_weights_changed():
+    generator = Generator.build(tiny())
+    deltas = generator.deltas
+    theta = torch.cat([dict(generator.vae.named_parameters())[n].detach().flatten() for n in deltas.names])
+    flat = torch.stack([theta, 2 * theta, torch.zeros_like(theta)])
+    assert torch.allclose(deltas.squared_size(flat), torch.tensor([1.0, 4.0, 0.0]))
+
+
+@pytest.mark.parametrize("overrides", [dict(critic_step=0.05, delta_penalty=1.0), dict(delta_source="code")])
+def test_each_new_option_trains_resumes_exactly_and_loads(tmp_path, data, overrides):
+    cfg = tiny(**overrides)
+    straight = Trainer(cfg, data=data, progress=False)
+    straight.train(4)
+    first = Trainer(cfg, data=data, out=tmp_path / "r", progress=False)
+    first.train(2)
+    del first
+    resumed = Trainer.from_checkpoint(tmp_path / "r" / "checkpoint.pt", data=data, progress=False)
+    resumed.train(2)
+    for a, b in zip([*straight.generator.parameters(), *straight.critic.parameters()],
+                    [*resumed.generator.parameters(), *resumed.critic.parameters()]):
+        assert torch.allclose(a, b, atol=1e-6)
+    if "delta_penalty" in overrides:
+        assert resumed.history[-1]["delta_size"] > 0
+    loaded = Generator.from_checkpoint(resumed.save_checkpoint(tmp_path / "end.pt"))
+    z = torch.randn(4, loaded.vae.latent_dim)
+    with torch.no_grad():
+        assert torch.allclose(loaded.generate(z, seed=3), resumed.generator_ema.eval().generate(z, seed=3),
+                              atol=1e-5)
