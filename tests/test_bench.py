@@ -30,6 +30,7 @@ def test_quick_bench_prints_a_table_and_every_figure_as_json():
         assert math.isfinite(figures[key]) and figures[key] > 0, key
         assert key in figures
     assert figures["iteration_flops"] > 0 and figures["peak_memory_bytes"] > 0
+    assert figures["guided_cost"] > 0 and "with the critic-guided video" in out.stdout
     assert set(figures["losses_fast_vs_reference"]) == set(LOSSES)
     table = "\n".join(lines[:-1])
     assert "| overhead: full / without predictor |" in table and "<= 1.3" in table

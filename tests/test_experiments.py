@@ -64,7 +64,9 @@ def test_a_study_writes_each_run_and_a_summary_with_paired_differences(study):
     assert "| no-predictor |" in table and f"{by['full', 1]:.4f}" in table
     for part in table.split("\n\n"):  # every row of each table has its header's columns
         rows = [line for line in part.splitlines() if line.startswith("|")]
-        assert len({line.count("|") for line in rows}) <= 1 and len(rows) in (0, 4)
+        assert len({line.count("|") for line in rows}) <= 1 and len(rows) in (0, 3, 4)
+    passes = table.split("Pass 1 (theta alone)")[1]  # only the arm with a predictor has two passes
+    assert "| full |" in passes and "| no-predictor |" not in passes
     for name in ("swd.png", "samples.png", "full/seed_1/samples.png"):
         assert (study.out / name).read_bytes()[:4] == b"\x89PNG"
 
@@ -228,6 +230,23 @@ def test_paired_differences_carry_a_95_percent_interval():
     paired = arm_table(runs, "a")["swd_minus_full"]
     assert paired["per_seed"] == pytest.approx([0.05, 0.01])
     assert paired["ci95"] == pytest.approx(interval([0.05, 0.01]))
+
+
+def test_pass_2_is_set_against_pass_1_seed_by_seed_and_tabled():
+    from vidgen_nb.report import arm_table, interval, markdown_table
+
+    runs = [{"arm": "a", "seed": seed, "swd": 0.1, "swd_base": 0.1 + d, "shapes_named": 0.8,
+             "base_shapes_named": 0.8 - d, "named_as_asked": 0.7, "base_named_as_asked": 0.7}
+            for seed, d in ((0, 0.02), (1, 0.04), (2, 0.03))] + [{"arm": "full", "seed": 0, "swd": 0.1}]
+    table = arm_table(runs, "a")
+    assert table["shapes_named_pass2_minus_pass1"]["per_seed"] == pytest.approx([0.02, 0.04, 0.03])
+    assert table["swd_pass2_minus_pass1"]["ci95"] == pytest.approx(interval([-0.02, -0.04, -0.03]))
+    assert "swd_pass2_minus_pass1" not in arm_table(runs, "full")  # no pass 1 without a predictor
+    summary = {"arms": {"a": table, "full": arm_table(runs, "full")}, "baseline": "full",
+               "settings": {"preset": "tiny", "steps": 1, "seeds": [0, 1, 2]}, "command": "c"}
+    text = markdown_table(summary)
+    assert "| a | 0.1300 ± 0.0100 | -0.0300 ± 0.0100 (-0.0548 to -0.0052) |" in text
+    assert "| full | " not in text.split("Pass 1")[1]
 
 
 def test_arms_as_data_a_two_arm_study_of_the_tiny_preset_through_the_command_line(tmp_path, capsys):

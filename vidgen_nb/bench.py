@@ -6,6 +6,7 @@ and reported as ratios, which stay meaningful on a noisy machine:
 1. the full training iteration (``n_critic`` critic steps with gradient penalty, then
    one generator step with synthetic video, predictor and per-sample patched decode);
 2. the same iteration without the predictor (plain VAE-WGAN-GP): overhead = 1 / 2;
+   and with the critic-guided video (``critic_step``), its cost over 1;
 3. a straightforward version of the same math (``reference.ReferenceTrainer``: frames
    built in a Python loop, per-sample deltas applied by looping over the batch, default
    memory layout for the VAE and critic): speed-up = 3 / 1, after checking both give
@@ -154,6 +155,9 @@ def run(cfg: Config, *, device=None, precision: str = "auto", repeats: int = 5, 
     log("2. without the predictor")
     _time_plain(r, cfg, probe.device, precision, **timed)
     log(f"   {r['plain_iteration_s']:.3f} s")
+    log("   with the critic-guided video")
+    _time_guided(r, cfg, probe.device, precision, **timed)
+    log(f"   {r['guided_iteration_s']:.3f} s")
     log("3. straightforward reference")
     _time_reference(r, cfg, probe, precision, **timed)
     log(f"   {r['reference_iteration_s']:.3f} s")
@@ -194,6 +198,15 @@ def _time_plain(r: dict, cfg: Config, device: torch.device, precision: str, *, r
                     precision=precision)
     r["plain_iteration_s"], _ = median_time(plain.train_step, device, repeats=repeats, warmup=warmup)
     r["overhead"] = r["iteration_s"] / r["plain_iteration_s"]
+
+
+def _time_guided(r: dict, cfg: Config, device: torch.device, precision: str, *, repeats: int,
+                 warmup: int) -> None:
+    """2b. The iteration with the critic-guided video (``critic_step``): what its critic
+    forward and backward per generated batch cost, over the full iteration."""
+    guided = Trainer(cfg.replace(critic_step=0.02), device=device, progress=False, precision=precision)
+    r["guided_iteration_s"], _ = median_time(guided.train_step, device, repeats=repeats, warmup=warmup)
+    r["guided_cost"] = r["guided_iteration_s"] / r["iteration_s"]
 
 
 def _time_reference(r: dict, cfg: Config, probe: Trainer, precision: str, *, repeats: int,
@@ -275,7 +288,8 @@ def table(r: dict) -> str:
     lines += [
         "",
         f"iteration {r['iteration_s']:.3f} s ({r['images_per_s']:.0f} images/s), without predictor "
-        f"{r['plain_iteration_s']:.3f} s, reference {r['reference_iteration_s']:.3f} s; "
+        f"{r['plain_iteration_s']:.3f} s, with the critic-guided video {r['guided_iteration_s']:.3f} s "
+        f"(x{r['guided_cost']:.2f}), reference {r['reference_iteration_s']:.3f} s; "
         f"{r['iteration_flops'] / 1e9:.1f} GFLOP per iteration at {r['achieved_flops_per_s'] / 1e9:.1f} "
         f"GFLOP/s, {r['matmul_dtype']} matmul {r['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s ("
         f"{other} {r[f'matmul_{other}_flops_per_s'] / 1e9:.1f}); video "

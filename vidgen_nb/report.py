@@ -29,7 +29,10 @@ EQUAL = tuple(f"{key}_at_equal_time" for key in AT_EQUAL_TIME)
 # The figures summarised per arm (each run's result.json holds every figure of evaluate()).
 FIGURES = ("swd", "shapes_named", "named_as_asked", "as_asked_of_named", "shapes_named_recon",
            "shapes_named_unseen", "unseen_as_class", "recon_rms", "kl_per_dim", "delta_spread",
-           "delta_min_cos", "train_seconds", "images_per_s", "equal_time_seconds", *EQUAL)
+           "delta_min_cos", "train_seconds", "images_per_s", "equal_time_seconds", *EQUAL,
+           "swd_base", "base_shapes_named", "base_named_as_asked")
+# Pass 2 (theta + delta) against pass 1 (theta alone) within an arm, seed by seed.
+PASSES = (("swd", "swd_base"), ("shapes_named", "base_shapes_named"), ("named_as_asked", "base_named_as_asked"))
 PAIRED = ("swd", "shapes_named", "named_as_asked", *EQUAL[1:])  # against the baseline, seed by seed
 
 
@@ -111,6 +114,12 @@ def arm_table(runs: list[dict], arm: str, baseline: str = "full") -> dict:
     if "swd" in table and all("swd_mean_delta" in mine[s] for s in mine):
         m, sd = mean_sd(mine[s]["swd_mean_delta"] - mine[s]["swd"] for s in sorted(mine))
         table["mean_delta_cost"] = {"mean": m, "sd": sd}
+    for second, first in PASSES:
+        if mine and all(first in r and second in r for r in mine.values()):
+            diffs = [mine[s][second] - mine[s][first] for s in sorted(mine)]
+            m, sd = mean_sd(diffs)
+            table[f"{second}_pass2_minus_pass1"] = {"mean": m, "sd": sd, "per_seed": diffs,
+                                                     "ci95": interval(diffs) if len(diffs) > 1 else None}
     theirs = {r["seed"]: r for r in runs if r["arm"] == baseline}
     paired = [s for s in sorted(mine) if s in theirs]
     for key in PAIRED if arm != baseline and paired else ():
@@ -150,7 +159,7 @@ def markdown_table(summary: dict) -> str:
                     f"{_pm(t.get('delta_spread'), 3)} | {_pm(t.get('delta_min_cos'), 3)} | "
                     f"{_pm(t.get('mean_delta_cost'))} | {_pm(t.get('train_seconds'), 0)} | "
                     f"{_pm(t.get('images_per_s'), 0)} |")
-    rows += _equal_time_table(summary)
+    rows += _equal_time_table(summary) + _passes_table(summary)
     s = summary["settings"]
     return "\n".join([*rows, "", f"Preset {s['preset']}, {s['steps']} steps, seeds {s['seeds']}, "
                       f"on {', '.join(summary.get('devices', [])) or '?'}; "
@@ -174,6 +183,28 @@ def _equal_time_table(summary: dict) -> list[str]:
         for key, digits in (("swd", 4), ("shapes_named", 2), ("named_as_asked", 2)):
             cells += [_pm(t.get(f"{key}_at_equal_time"), digits),
                       _pm(t.get(f"{key}_at_equal_time_minus_{base}"), digits)]
+        rows.append(f"| {arm} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def _passes_table(summary: dict) -> list[str]:
+    """Pass 1 (theta alone) against pass 2 (theta + each image's delta), for arms with a
+    predictor: the same codes, judged alike."""
+    arms = {a: t for a, t in summary["arms"].items() if "swd_pass2_minus_pass1" in t}
+    if not arms:
+        return []
+    rows = ["", "Pass 1 (theta alone) against pass 2 (theta + the image's delta), the same codes "
+            "judged alike; the difference paired seed by seed, with its 95% interval:", "",
+            "| arm | SWD pass 1 | SWD pass 2 − 1 | named pass 1 | named pass 2 − 1 | as asked pass 1 | "
+            "as asked pass 2 − 1 |", "|---|---|---|---|---|---|---|"]
+    for arm, t in arms.items():
+        cells = []
+        for second, first, digits in (("swd", "swd_base", 4), ("shapes_named", "base_shapes_named", 2),
+                                      ("named_as_asked", "base_named_as_asked", 2)):
+            diff = t.get(f"{second}_pass2_minus_pass1")
+            ci = f" ({diff['ci95'][0]:+.{digits}f} to {diff['ci95'][1]:+.{digits}f})" \
+                if diff and diff.get("ci95") and not math.isnan(diff["ci95"][0]) else ""
+            cells += [_pm(t.get(first), digits), _pm(diff, digits) + ci]
         rows.append(f"| {arm} | " + " | ".join(cells) + " |")
     return rows
 
