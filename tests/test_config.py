@@ -115,6 +115,9 @@ def test_a_field_added_later_reads_as_what_runs_before_it_did():
     assert Config.from_dict(d).train.lr_decay == 0.5
     del d["train"]["lr_decay"]  # as stored before the learning rate could fall
     assert Config.from_dict(d) == Config.preset("cpu")  # a constant rate
+    d = Config.preset("cpu", critic_step=0.1, delta_penalty=2.0).to_dict()
+    del d["video"]["critic_step"], d["train"]["delta_penalty"]  # before the video was guided
+    assert Config.from_dict(d) == Config.preset("cpu")  # the random video, nothing on delta's size
 
 
 def test_quality_options_reach_the_config():

@@ -362,7 +362,9 @@ class Config:
 
 # Fields added after runs were recorded (the shipped model, published studies), with the
 # value that gives what those runs did: a config without them means that value.
-ADDED = {"lr_decay": 0.0}  # before it, the learning rate was constant
+ADDED = {"lr_decay": 0.0,  # before it, the learning rate was constant
+         "critic_step": 0.0,  # before it, the video was the random one alone
+         "delta_penalty": 0.0}  # before it, nothing held the deltas' size
 
 SECTIONS = {"model": ModelConfig, "video": VideoConfig, "data": DataConfig, "train": TrainConfig}
 
