@@ -56,7 +56,7 @@ def test_the_trial_passes_bf16_that_trains_soundly_and_leaves_the_random_stream(
 
 def test_the_trial_catches_a_resume_that_is_not_exact(monkeypatch):
     def load_without_random_state(parts, state):
-        for name in ("generator", "critic", "generator_ema", "opt_g", "opt_d"):
+        for name in precision.SNAPSHOT:
             getattr(parts, name).load_state_dict(state[name])
 
     monkeypatch.setattr(precision, "_load", load_without_random_state)

@@ -116,16 +116,15 @@ def _train(parts, config: Config, real: torch.Tensor, labels: torch.Tensor, step
         train_step(parts, lambda: (x, labels), config.train, step)
 
 
+SNAPSHOT = ("generator", "critic", "generator_ema", "opt_g", "opt_d")  # what a checkpoint holds of Parts
+
+
 def _state(parts) -> dict:
-    nets = {"generator": parts.generator, "critic": parts.critic, "generator_ema": parts.generator_ema}
-    state = {name: net.state_dict() for name, net in nets.items()}
-    state.update(opt_g=parts.opt_g.state_dict(), opt_d=parts.opt_d.state_dict(),
-                 rng=torch.get_rng_state())
-    return state
+    return {**{name: getattr(parts, name).state_dict() for name in SNAPSHOT}, "rng": torch.get_rng_state()}
 
 
 def _load(parts, state: dict) -> None:
-    for name in ("generator", "critic", "generator_ema", "opt_g", "opt_d"):
+    for name in SNAPSHOT:
         getattr(parts, name).load_state_dict(state[name])
     torch.set_rng_state(state["rng"])
 
