@@ -277,6 +277,11 @@ class TrainConfig:
     augment: str = opt("", "DiffAugment policy for the critic's inputs, e.g. color,translation,cutout")
     use_predictor: bool = opt(True, "train the plain VAE-WGAN-GP, without the weight predictor",
                               flag="--no-predictor", switch=False)
+    # HyperStyle's regime (Alaluf et al., 2022): a trained generator, a network that adjusts it.
+    predictor_from: int = opt(0, "the step from which the VAE stays as its weight average is then "
+                              "and only the predictor (and the critic) train; before it the plain "
+                              "VAE-WGAN-GP trains and the predictor is not used; 0: both train "
+                              "together from the start", low=0, zero="from the start")
     in_memory: bool = opt(True, "decode the dataset once into memory")
     num_workers: int = opt(2, "loader processes when not in memory", low=0)
     log_every: int = opt(10, "steps between metric lines and progress updates", low=1)
@@ -287,6 +292,9 @@ class TrainConfig:
     def __post_init__(self):
         check_fields(self)
         check_augment(self.augment)
+        if self.predictor_from and not self.use_predictor:
+            raise ValueError(f"predictor_from={self.predictor_from}: the predictor starts then, so "
+                             "the run needs one (not use_predictor=False / --no-predictor)")
         if not isinstance(self.betas, tuple) or len(self.betas) != 2 or not all(
                 isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in self.betas):
             raise ValueError(f"betas={self.betas!r}: expected two numbers in [0, 1)")
@@ -364,7 +372,8 @@ class Config:
 # value that gives what those runs did: a config without them means that value.
 ADDED = {"lr_decay": 0.0,  # before it, the learning rate was constant
          "critic_step": 0.0,  # before it, the video was the random one alone
-         "delta_penalty": 0.0}  # before it, nothing held the deltas' size
+         "delta_penalty": 0.0,  # before it, nothing held the deltas' size
+         "predictor_from": 0}  # before it, the predictor trained with the VAE from the start
 
 SECTIONS = {"model": ModelConfig, "video": VideoConfig, "data": DataConfig, "train": TrainConfig}
 

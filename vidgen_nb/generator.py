@@ -47,6 +47,9 @@ class Generator(nn.Module):
         # The critic whose gradient guides the video (video.critic_step > 0): held in a
         # tuple, so that it is not one of the generator's modules and never trained with it.
         self.guide: tuple[nn.Module, ...] = ()
+        # False while the predictor waits for train.predictor_from: generate() is then the
+        # plain decode (``step.set_phase`` sets it).
+        self.predicting = True
         m = config.model
         self.deltas = WeightDeltas(vae, m.delta_targets, m.delta_mode, m.delta_param, m.delta_rank)
         if predictor is not None and predictor.output_size != self.deltas.weight_update_size:
@@ -71,8 +74,15 @@ class Generator(nn.Module):
         """Fresh networks for ``config``: a new VAE unless one is given, and a new
         predictor for it when ``use_predictor``."""
         vae = VAE(config.model) if vae is None else vae
-        predictor = cls.new_predictor(config, vae) if config.train.use_predictor else None
-        return cls(config, vae, predictor)
+        if not config.train.use_predictor:
+            return cls(config, vae, None)
+        if not config.train.predictor_from:
+            return cls(config, vae, cls.new_predictor(config, vae))
+        # A predictor that starts later is drawn from a stream of its own, so that the
+        # run before it is the plain VAE-WGAN-GP's, to the bit.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed + 104729)
+            return cls(config, vae, cls.new_predictor(config, vae))
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "Generator":
@@ -161,7 +171,7 @@ class Generator(nn.Module):
             raise ValueError(f"z: expected noise vectors of shape (B, {self.vae.latent_dim}) with "
                              f"B >= 1, got {shape}")
         zc = self.vae.condition(z, y)  # the decoder's input: z and the one-hot class (width 0 if none)
-        if self.predictor is None:
+        if self.predictor is None or not self.predicting:
             x = self.vae.decoder(zc)
             return (x, None) if return_delta else x
         if isinstance(self.predictor, ConstantDelta):  # nothing to watch: no base decode

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
+from . import __version__, step
 from .checkpoint import (CHECKPOINT, FORMAT, check_same_model, check_state, checkpoint_file, load_checkpoint,
                          load_part, read_metrics)
 from .config import Config
@@ -56,6 +56,8 @@ def load_weights(trainer, state: dict) -> None:
         if part is not None:
             load_part(part, state[name], name)
     trainer.step, trainer.train_seconds = state["step"], state.get("train_seconds")
+    if trainer.config.train.predictor_from:  # the predictor waiting, or the VAE frozen
+        step.set_phase(trainer.parts, trainer.config.train, trainer.step)
     trainer.swd_start, trainer.lineage = state["swd_start"], list(state["lineage"])
 
 

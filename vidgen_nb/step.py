@@ -173,6 +173,8 @@ def train_step(parts: Parts, next_real: Callable[[], tuple], t: TrainConfig,
     when the model is unconditional); ``step`` is the number of generator steps
     done before this one, which sets both learning rates (``learning_rate``).
     """
+    if t.predictor_from:
+        set_phase(parts, t, step)
     lr = learning_rate(t, step)
     for group in (*parts.opt_d.param_groups, *parts.opt_g.param_groups):
         group["lr"] = lr
@@ -183,6 +185,23 @@ def train_step(parts: Parts, next_real: Callable[[], tuple], t: TrainConfig,
     stats.update(generator_step(parts, real, y, t))
     update_ema(parts, t, step)
     return stats
+
+
+def set_phase(parts: Parts, t: TrainConfig, step: int) -> None:
+    """``predictor_from`` > 0 (HyperStyle's regime): before generator step ``predictor_from``
+    the plain VAE-WGAN-GP trains and the predictor waits; at it the trained VAE takes the
+    weights of its average (the generator samples come from), and from it on the VAE stays
+    frozen while the predictor (its head starting at zero) and the critic train.
+    ``step``: the generator steps done; a function of it alone, so a resumed run agrees."""
+    on = step >= t.predictor_from
+    with torch.no_grad():
+        if step == t.predictor_from and parts.generator_ema is not parts.generator:
+            for mine, averaged in zip(parts.generator.vae.state_dict().values(),
+                                      parts.generator_ema.vae.state_dict().values()):
+                mine.copy_(averaged)
+    for g in (parts.generator, parts.generator_ema):
+        g.predicting = on
+    parts.generator.vae.requires_grad_(not on)
 
 
 def step_bytes(config: Config) -> int:

@@ -92,6 +92,9 @@ class Trainer:
             raise ValueError("data='': expected a dataset folder, or None for the built-in shapes")
         self.config = config
         self.rank, self.world_size, self.device = init_distributed(device)
+        if self.world_size > 1 and config.train.predictor_from:  # DDP's buckets expect every gradient
+            raise ValueError(f"predictor_from={config.train.predictor_from}: freezing the VAE "
+                             "mid-run is for one process; train without torchrun")
         self.precision, self.precision_why = choose_precision(precision, config, self.device,
                                                               try_bf16=try_bf16)
         m = config.model
@@ -300,7 +303,7 @@ class Trainer:
         with self._evaluating(autocast=False):  # evaluate applies it where the generator runs
             figures = evaluation.evaluate(self.generator_ema, self.dataset, self.config, self.fixed_z,
                                           judge=self.judge, background=self._background,
-                                          autocast=self.autocast)
+                                          critic=self.critic, autocast=self.autocast)
         record = {"step": self.step, **figures, **extra}
         self.log(record)
         return record
