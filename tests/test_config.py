@@ -118,6 +118,9 @@ def test_a_field_added_later_reads_as_what_runs_before_it_did():
     d = Config.preset("cpu", critic_step=0.1, delta_penalty=2.0).to_dict()
     del d["video"]["critic_step"], d["train"]["delta_penalty"]  # before the video was guided
     assert Config.from_dict(d) == Config.preset("cpu")  # the random video, nothing on delta's size
+    d = Config.preset("cpu", predictor_from=300).to_dict()
+    del d["train"]["predictor_from"]  # before the predictor could start later
+    assert Config.from_dict(d) == Config.preset("cpu")  # it trained with the VAE from the start
 
 
 def test_quality_options_reach_the_config():

@@ -295,3 +295,42 @@ def test_every_recorded_spec_is_a_study_whose_every_run_builds(tmp_path):
     for spec in specs:
         study = Study.from_spec(tmp_path / spec.parent.name, spec)
         assert study.runs() and all(study.config(a, s).seed == s for a, s in study.runs())
+
+
+def test_the_critic_walk_is_set_against_the_samples_seed_by_seed_and_tabled():
+    from vidgen_nb.report import arm_table, markdown_table
+
+    runs = [{"arm": arm, "seed": seed, "swd": 0.1, "swd_walk": 0.1 + d, "shapes_named": 0.8,
+             "walk_shapes_named": 0.8 - d, "named_as_asked": 0.7, "walk_named_as_asked": 0.7 + d,
+             "critic_score": 1.0, "critic_score_walk": 1.5}
+            for arm in ("a", "b") for seed, d in ((0, 0.02), (1, 0.04), (2, 0.03))]
+    runs = [r for r in runs if not (r["arm"] == "b" and r["seed"] == 2)]
+    table = arm_table(runs, "a", baseline="b")
+    assert table["swd_walk_minus_samples"]["per_seed"] == pytest.approx([0.02, 0.04, 0.03])
+    assert table["named_as_asked_walk_minus_samples"]["mean"] == pytest.approx(0.03)
+    assert table["critic_score_walk_minus_samples"]["per_seed"] == pytest.approx([0.5] * 3)
+    summary = {"arms": {"a": table, "b": arm_table(runs, "b", baseline="b")}, "baseline": "b",
+               "settings": {"preset": "tiny", "steps": 1, "seeds": [0, 1, 2]}, "command": "c"}
+    walk = markdown_table(summary).split("after the critic walk")[1]
+    assert "| a | 0.1000 ± 0.0000 | 0.0300 ± 0.0100 (+0.0052 to +0.0548) |" in walk
+    assert "| b | 0.1000 ± 0.0000 | 0.0300 ± 0.0141" in walk  # two seeds: an interval all the same
+
+
+def test_measured_again_a_run_gains_the_figures_it_lacks_and_must_repeat_the_ones_it_has(study, tmp_path):
+    again = Study(tmp_path / "s", arms=["full", "no-predictor"], seeds=[0, 1], **TINY)
+    shutil.copytree(study.out, again.out)
+    file = again.folder("full", 1) / "result.json"
+    result = json.loads(file.read_text())
+    kept = {k: result.pop(k) for k in ("swd_prior_walk", "critic_score_walk")}  # as if measured before them
+    for k in kept:
+        del result["points"][-1][k]
+    file.write_text(json.dumps(result))
+    assert again.measure_again() == ["critic_score_walk", "swd_prior_walk"]
+    result = json.loads(file.read_text())
+    assert {k: result[k] for k in kept} == pytest.approx(kept)  # the same checkpoint, the same figures
+    assert {k: result["points"][-1][k] for k in kept} == pytest.approx(kept)
+    assert again.measure_again() == []
+    result["swd"] += 0.01  # a figure that does not repeat: nothing is added to the run
+    file.write_text(json.dumps(result))
+    with pytest.raises(ValueError, match=r"seed_1: measured again, swd is .* against"):
+        again.measure_again()

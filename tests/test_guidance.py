@@ -7,6 +7,7 @@ from torch import nn
 
 from vidgen_nb import Config, builtin_dataset
 from vidgen_nb.arms import STILL
+from vidgen_nb.evaluation import critic_walk
 from vidgen_nb.generator import Generator
 from vidgen_nb.trainer import Trainer
 from vidgen_nb.video import critic_direction, guided_video
@@ -90,7 +91,8 @@ def test_the_squared_size_is_relative_to_the_weights_changed():
     assert torch.allclose(deltas.squared_size(flat), torch.tensor([1.0, 4.0, 0.0]))
 
 
-@pytest.mark.parametrize("overrides", [dict(critic_step=0.05, delta_penalty=1.0), dict(delta_source="code")])
+@pytest.mark.parametrize("overrides", [dict(critic_step=0.05, delta_penalty=1.0), dict(delta_source="code"),
+                                       dict(predictor_from=2, delta_param="channel")])
 def test_each_new_option_trains_resumes_exactly_and_loads(tmp_path, data, overrides):
     cfg = tiny(**overrides)
     straight = Trainer(cfg, data=data, progress=False)
@@ -110,3 +112,76 @@ def test_each_new_option_trains_resumes_exactly_and_loads(tmp_path, data, overri
     with torch.no_grad():
         assert torch.allclose(loaded.generate(z, seed=3), resumed.generator_ema.eval().generate(z, seed=3),
                               atol=1e-5)
+
+
+def _same(a: nn.Module, b: nn.Module) -> bool:
+    return all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_a_predictor_from_a_later_step_leaves_the_run_before_it_the_plain_one_to_the_bit(data):
+    plain = Trainer(tiny(use_predictor=False), data=data, progress=False)
+    plain.train(3)
+    later = Trainer(tiny(predictor_from=3, delta_param="channel"), data=data, progress=False)
+    later.train(3)
+    assert _same(plain.generator_ema.vae, later.generator_ema.vae) and _same(plain.critic, later.critic)
+    assert torch.equal(plain.samples(8), later.samples(8))
+
+
+def test_from_predictor_from_on_the_averaged_vae_stays_and_the_predictor_learns(data):
+    trainer = Trainer(tiny(predictor_from=2, delta_param="channel"), data=data, progress=False)
+    trainer.train(2)
+    averaged = [p.clone() for p in trainer.generator_ema.vae.parameters()]
+    predictor = [p.clone() for p in trainer.predictor.parameters()]
+    assert not any(p.any() for p in predictor[-2:])  # the head starts at zero: theta unchanged
+    trainer.train(3)
+    for frozen in (trainer.generator.vae, trainer.generator_ema.vae):  # the trained VAE took the average's weights
+        assert all(torch.equal(p, q) for p, q in zip(frozen.parameters(), averaged))
+    assert any(not torch.equal(p, q) for p, q in zip(trainer.predictor.parameters(), predictor))
+    assert trainer.evaluate()["delta_spread"] > 0
+
+
+def test_predictor_from_needs_a_predictor_and_is_refused_when_changed_on_resume(tmp_path, data, capsys):
+    from vidgen_nb.train import main
+
+    with pytest.raises(ValueError, match="predictor_from=5.*needs one"):
+        tiny(predictor_from=5, use_predictor=False)
+    out = tmp_path / "run"
+    args = ["--preset", "tiny", "--data", str(data), "--out", str(out), "--quiet"]
+    assert main([*args, "--steps", "2", "--predictor-from", "1"]) == 0
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, "--steps", "3", "--resume", "auto", "--predictor-from", "2"])
+    assert exit_.value.code == 2 and "predictor" in capsys.readouterr().err
+
+
+class ConstantCritic(nn.Module):
+    def forward(self, x, y=None):
+        return x.flatten(1).sum(1) * 0
+
+
+def test_the_critic_walk_follows_the_critic_and_the_prior():
+    torch.manual_seed(0)
+    generator = Generator.build(tiny(use_predictor=False)).eval()
+    u = torch.randn(6, generator.vae.latent_dim)
+    y = generator.vae.labels(None, 6, u.device)
+    assert torch.equal(critic_walk(generator, ConstantCritic(), u, y, steps=0), u)
+    # A critic with no gradient: only the prior's, -u, which the walk follows at 0.1 RMS a step.
+    rms = u.square().mean(1, keepdim=True).sqrt()
+    assert torch.allclose(critic_walk(generator, ConstantCritic(), u, y, steps=1, step_size=0.1),
+                          u - 0.1 * u / rms, atol=1e-6)
+    # A critic whose gradient outweighs the prior's: the walk raises its score.
+    critic = LinearCritic(1e3 * torch.randn(generator.config.model.channels, 16, 16))
+    with torch.no_grad():
+        before = critic(generator.generate(generator.vae.from_noise(u, y), y=y)).mean()
+        moved = critic_walk(generator, critic, u, y, steps=3, step_size=0.05)
+        after = critic(generator.generate(generator.vae.from_noise(moved, y), y=y)).mean()
+    assert after > before
+
+
+def test_an_evaluation_judges_the_critic_s_walk_and_leaves_the_random_stream(data):
+    trainer = Trainer(tiny(), data=data, progress=False)
+    trainer.train(2)
+    state = torch.get_rng_state()
+    record = trainer.evaluate()
+    assert torch.equal(state, torch.get_rng_state())
+    for key in ("critic_score", "critic_score_base", "critic_score_walk", "swd_walk", "walk_shapes_named"):
+        assert key in record, key

@@ -32,7 +32,9 @@ better; its patches and directions always drawn with seed 0, so runs compare), n
   eyes); and a sampling-time control that needs no predictor, DDLS-style (Che et al.,
   2020): the same noise vectors moved ``WALK_STEPS`` times along the critic's gradient
   (``critic_walk``), then judged as the samples are (``swd_walk``, ``walk_shapes_named``,
-  ``walk_named_as_asked``, ``critic_score_walk``).
+  ``walk_named_as_asked``, ``critic_score_walk``); and the same walk without the
+  critic, the prior's pull toward the mode alone (``swd_prior_walk``,
+  ``prior_walk_shapes_named``, ...): what the critic's own gradient adds.
 """
 
 from __future__ import annotations
@@ -180,7 +182,7 @@ def delta_figures(generator: Generator, z: torch.Tensor, real: torch.Tensor, *,
     }
 
 
-def critic_walk(generator: Generator, critic: torch.nn.Module, noise: torch.Tensor,
+def critic_walk(generator: Generator, critic: torch.nn.Module | None, noise: torch.Tensor,
                 y: torch.Tensor, *, steps: int = WALK_STEPS, step_size: float = WALK_STEP,
                 seed: int = 0) -> torch.Tensor:
     """Noise vectors u (B, latent_dim) moved ``steps`` times by ``step_size`` (RMS per
@@ -188,14 +190,20 @@ def critic_walk(generator: Generator, critic: torch.nn.Module, noise: torch.Tens
     plus the log-density of the N(0, I) they were drawn from. DDLS's drift (Che et al.,
     2020) in the noise space, without its Langevin noise, so that it is a function of u;
     no weight changes. In chunks of ``CHUNK``, chunk i with video seed ``seed + i``, as
-    ``generate_fixed`` makes the samples. ``steps`` = 0 returns u unchanged."""
+    ``generate_fixed`` makes the samples. ``steps`` = 0 returns u unchanged.
+
+    ``critic`` None: the prior's pull alone, u moving toward 0 (a truncation, as
+    StyleGAN's truncation trick draws nearer the mode): the control that says what the
+    critic's own gradient adds to the walk."""
     moved = []
     for i, (u, yc) in enumerate(zip(noise.split(CHUNK), y.split(CHUNK))):
         for _ in range(steps):
             with torch.enable_grad():
                 u = u.detach().requires_grad_(True)
-                x = generator.generate(generator.vae.from_noise(u, yc), y=yc, seed=seed + i)
-                energy = critic(x, yc).float().sum() - 0.5 * u.float().square().sum()
+                energy = -0.5 * u.float().square().sum()
+                if critic is not None:
+                    x = generator.generate(generator.vae.from_noise(u, yc), y=yc, seed=seed + i)
+                    energy = energy + critic(x, yc).float().sum()
                 (g,) = torch.autograd.grad(energy, u)
             u = u.detach() + step_size * g / g.square().mean(1, keepdim=True).sqrt().clamp_min(1e-12)
         moved.append(u.detach())
@@ -207,7 +215,8 @@ def critic_figures(generator: Generator, critic: torch.nn.Module, noise: torch.T
                    real: torch.Tensor, *, seed: int = 0, name_shapes: Callable | None = None) -> dict:
     """The critic's mean score of the samples (and of the base decodes, theta alone,
     when there is a predictor), and the samples after the critic walk (``critic_walk``)
-    judged as the samples are: does following the critic at sampling time help?"""
+    and after the prior's walk alone, judged as the samples are: does following the
+    critic at sampling time help, and is it the critic that helps?"""
     y = generator.vae.labels(None, len(noise), noise.device)
 
     def score(images: torch.Tensor) -> float:
@@ -217,12 +226,13 @@ def critic_figures(generator: Generator, critic: torch.nn.Module, noise: torch.T
     figures = {"critic_score": score(generate_fixed(generator, codes, seed=seed, y=y)[0])}
     if generator.predictor is not None and generator.predicting:
         figures["critic_score_base"] = score(generator.vae.decode(codes, y))
-    walked = critic_walk(generator, critic, noise, y, seed=seed)
-    x, _ = generate_fixed(generator, generator.vae.from_noise(walked, y), seed=seed, y=y)
-    figures.update(swd_walk=swd(x.float().cpu(), real), critic_score_walk=score(x))
-    if name_shapes is not None:
-        figures.update({f"walk_{k}": v for k, v in name_shapes(x.float(), y).items()
-                        if k in ("shapes_named", "named_as_asked")})
+    for name, guide in (("walk", critic), ("prior_walk", None)):
+        walked = critic_walk(generator, guide, noise, y, seed=seed)
+        x, _ = generate_fixed(generator, generator.vae.from_noise(walked, y), seed=seed, y=y)
+        figures.update({f"swd_{name}": swd(x.float().cpu(), real), f"critic_score_{name}": score(x)})
+        if name_shapes is not None:
+            figures.update({f"{name}_{k}": v for k, v in name_shapes(x.float(), y).items()
+                            if k in ("shapes_named", "named_as_asked")})
     return figures
 
 

@@ -67,6 +67,10 @@ def build_parser() -> Parser:
     p.add_argument("--restore", metavar="RESULTS_JSON",
                    help="first write back the finished runs a study's results.json keeps (a study "
                         "recorded elsewhere, continued here with more seeds or arms)")
+    p.add_argument("--measure-again", action="store_true",
+                   help="before training, measure every finished run's checkpoint again with "
+                        "today's evaluation: figures added since it ran join its result, the "
+                        "ones it has must come out the same")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_options(p, leave_out=("steps", "seed"))
     return p
@@ -116,6 +120,9 @@ def _main(argv: list[str] | None) -> int:
         if args.restore:
             restored = study.restore(args.restore)
             print(f"restored {len(restored)} finished runs from {args.restore}", file=sys.stderr)
+        if args.measure_again:
+            added = study.measure_again(device=args.device)
+            print(f"measured again: added {', '.join(added) or 'nothing'}", file=sys.stderr)
         summary = study.run(jobs=args.jobs, device=args.device, progress=not args.quiet)
     except ValueError as exc:
         text = str(exc)

@@ -30,9 +30,32 @@ EQUAL = tuple(f"{key}_at_equal_time" for key in AT_EQUAL_TIME)
 FIGURES = ("swd", "shapes_named", "named_as_asked", "as_asked_of_named", "shapes_named_recon",
            "shapes_named_unseen", "unseen_as_class", "recon_rms", "kl_per_dim", "delta_spread",
            "delta_min_cos", "train_seconds", "images_per_s", "equal_time_seconds", *EQUAL,
-           "swd_base", "base_shapes_named", "base_named_as_asked")
-# Pass 2 (theta + delta) against pass 1 (theta alone) within an arm, seed by seed.
-PASSES = (("swd", "swd_base"), ("shapes_named", "base_shapes_named"), ("named_as_asked", "base_named_as_asked"))
+           "swd_base", "base_shapes_named", "base_named_as_asked", "critic_score", "critic_score_base",
+           "swd_walk", "walk_shapes_named", "walk_named_as_asked", "critic_score_walk",
+           "swd_prior_walk", "prior_walk_shapes_named", "prior_walk_named_as_asked")
+# Within an arm, seed by seed: (name, [(figure, the figure it is set against)], intro,
+# and the table's words for the second figure and for the difference).
+# Pass 2 (theta + delta: the samples) against pass 1 (theta alone); the samples after the
+# critic walk (evaluation.critic_walk) against the samples; the critic walk against the
+# prior's walk alone (what the critic's gradient adds to drawing nearer the mode).
+WITHIN = (
+    ("pass2_minus_pass1",
+     [("swd", "swd_base"), ("shapes_named", "base_shapes_named"),
+      ("named_as_asked", "base_named_as_asked"), ("critic_score", "critic_score_base")],
+     "Pass 1 (theta alone) against pass 2 (theta + the image's delta), the same codes judged alike "
+     "(the critic's scores compare within a run, never across runs)", "pass 1", "pass 2 − 1"),
+    ("walk_minus_samples",
+     [("swd_walk", "swd"), ("walk_shapes_named", "shapes_named"),
+      ("walk_named_as_asked", "named_as_asked"), ("critic_score_walk", "critic_score")],
+     "The samples after the critic walk (each noise vector moved 10 x 0.05 RMS along the gradient "
+     "of D(G(u), y) - ||u||^2 / 2: DDLS's drift, no retraining, no predictor) against the samples",
+     "samples", "walk − samples"),
+    ("walk_minus_prior_walk",
+     [("swd_walk", "swd_prior_walk"), ("walk_shapes_named", "prior_walk_shapes_named"),
+      ("walk_named_as_asked", "prior_walk_named_as_asked")],
+     "The critic walk against the same walk without the critic (the prior's pull toward the mode "
+     "alone, a truncation): what the critic's gradient adds", "prior walk", "critic − prior walk"),
+)
 PAIRED = ("swd", "shapes_named", "named_as_asked", *EQUAL[1:])  # against the baseline, seed by seed
 
 
@@ -114,12 +137,13 @@ def arm_table(runs: list[dict], arm: str, baseline: str = "full") -> dict:
     if "swd" in table and all("swd_mean_delta" in mine[s] for s in mine):
         m, sd = mean_sd(mine[s]["swd_mean_delta"] - mine[s]["swd"] for s in sorted(mine))
         table["mean_delta_cost"] = {"mean": m, "sd": sd}
-    for second, first in PASSES:
-        if mine and all(first in r and second in r for r in mine.values()):
-            diffs = [mine[s][second] - mine[s][first] for s in sorted(mine)]
-            m, sd = mean_sd(diffs)
-            table[f"{second}_pass2_minus_pass1"] = {"mean": m, "sd": sd, "per_seed": diffs,
-                                                     "ci95": interval(diffs) if len(diffs) > 1 else None}
+    for name, pairs, *_ in WITHIN:  # keyed by the first pair's figure: swd_pass2_minus_pass1
+        for figure, against in pairs:
+            if mine and all(figure in r and against in r for r in mine.values()):
+                diffs = [mine[s][figure] - mine[s][against] for s in sorted(mine)]
+                m, sd = mean_sd(diffs)
+                table[f"{_root(figure)}_{name}"] = {"mean": m, "sd": sd, "per_seed": diffs,
+                                                    "ci95": interval(diffs) if len(diffs) > 1 else None}
     theirs = {r["seed"]: r for r in runs if r["arm"] == baseline}
     paired = [s for s in sorted(mine) if s in theirs]
     for key in PAIRED if arm != baseline and paired else ():
@@ -187,25 +211,37 @@ def _equal_time_table(summary: dict) -> list[str]:
     return rows
 
 
+def _root(figure: str) -> str:
+    """The figure a within-arm comparison is named by: swd_walk -> swd, prior_walk_shapes_named
+    -> shapes_named, critic_score_base -> critic_score."""
+    for prefix in ("prior_walk_", "walk_", "base_"):
+        figure = figure.removeprefix(prefix)
+    for suffix in ("_prior_walk", "_walk", "_base"):
+        figure = figure.removesuffix(suffix)
+    return figure
+
+
 def _passes_table(summary: dict) -> list[str]:
-    """Pass 1 (theta alone) against pass 2 (theta + each image's delta), for arms with a
-    predictor: the same codes, judged alike."""
-    arms = {a: t for a, t in summary["arms"].items() if "swd_pass2_minus_pass1" in t}
-    if not arms:
-        return []
-    rows = ["", "Pass 1 (theta alone) against pass 2 (theta + the image's delta), the same codes "
-            "judged alike; the difference paired seed by seed, with its 95% interval:", "",
-            "| arm | SWD pass 1 | SWD pass 2 − 1 | named pass 1 | named pass 2 − 1 | as asked pass 1 | "
-            "as asked pass 2 − 1 |", "|---|---|---|---|---|---|---|"]
-    for arm, t in arms.items():
-        cells = []
-        for second, first, digits in (("swd", "swd_base", 4), ("shapes_named", "base_shapes_named", 2),
-                                      ("named_as_asked", "base_named_as_asked", 2)):
-            diff = t.get(f"{second}_pass2_minus_pass1")
-            ci = f" ({diff['ci95'][0]:+.{digits}f} to {diff['ci95'][1]:+.{digits}f})" \
-                if diff and diff.get("ci95") and not math.isnan(diff["ci95"][0]) else ""
-            cells += [_pm(t.get(first), digits), _pm(diff, digits) + ci]
-        rows.append(f"| {arm} | " + " | ".join(cells) + " |")
+    """The ``WITHIN`` comparisons, a table each (none where no arm has its figures)."""
+    labels = {"swd": ("SWD", 4), "shapes_named": ("named", 2), "named_as_asked": ("as asked", 2),
+              "critic_score": ("critic", 3)}
+    rows = []
+    for name, pairs, intro, first, difference in WITHIN:
+        arms = {a: t for a, t in summary["arms"].items() if f"swd_{name}" in t}
+        if not arms:
+            continue
+        head = " | ".join(f"{labels[_root(f)][0]} {first} | {labels[_root(f)][0]} {difference}" for f, _ in pairs)
+        rows += ["", f"{intro}; the difference paired seed by seed, with its 95% interval:", "",
+                 f"| arm | {head} |", "|---|" + "---|---|" * len(pairs)]
+        for arm, t in arms.items():
+            cells = []
+            for figure, against in pairs:
+                digits = labels[_root(figure)][1]
+                entry = t.get(f"{_root(figure)}_{name}")
+                ci = f" ({entry['ci95'][0]:+.{digits}f} to {entry['ci95'][1]:+.{digits}f})" \
+                    if entry and entry.get("ci95") and not math.isnan(entry["ci95"][0]) else ""
+                cells += [_pm(t.get(against), digits), _pm(entry, digits) + ci]
+            rows.append(f"| {arm} | " + " | ".join(cells) + " |")
     return rows
 
 

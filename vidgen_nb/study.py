@@ -13,6 +13,7 @@ the runs themselves, here or in worker processes, lives in ``arm_runs.py``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from . import __version__
+from .checkpoint import CHECKPOINT
 from .config import PRESETS, Config, check_one_of, check_positive
 from .data import builtin_dataset
 from .device import PRECISIONS
@@ -196,6 +198,39 @@ class Study:
                                "run the same command again to retry the rest)")
         return summarise(self)
 
+    def measure_again(self, *, device=None) -> list[str]:
+        """Measure every finished run's checkpoint again with today's ``Trainer.evaluate``,
+        for figures the evaluation gained after the run was made: those its result lacks
+        are added (to the result and to its last point); those it has must come out the
+        same, else ``ValueError`` naming the run and the figure (a measurement that does
+        not repeat is not added to). Each in the precision it was made in; nothing trains.
+        Returns the figures added."""
+        from .trainer import Trainer
+
+        added: set[str] = set()
+        for arm, seed in self.runs():
+            folder = self.folder(arm, seed)
+            if not self._finished(arm, seed) or not (folder / CHECKPOINT).exists():
+                continue
+            result = json.loads((folder / "result.json").read_text())
+            trainer = Trainer.from_checkpoint(folder / CHECKPOINT, data=self.data, device=device,
+                                              progress=False, precision=result["precision"])
+            if trainer.step != result["steps"]:
+                raise ValueError(f"{folder}: its checkpoint is at step {trainer.step}, its result "
+                                 f"at step {result['steps']}")
+            figures = {k: v for k, v in trainer.evaluate().items() if k != "step"}
+            differ = [k for k, v in figures.items() if k in result and not _same_figure(result[k], v)]
+            if differ:
+                raise ValueError(f"{folder}: measured again, {differ[0]} is {figures[differ[0]]!r} "
+                                 f"against {result[differ[0]]!r} in its result; not adding to it")
+            new = {k: v for k, v in figures.items() if k not in result}
+            result.update(new)
+            result["points"][-1].update(new)
+            with atomic_write(folder / "result.json") as tmp:
+                tmp.write_text(json.dumps(result, indent=1))
+            added |= set(new)
+        return sorted(added)
+
     def results(self) -> list[dict]:
         """The finished runs' results, in ``runs()`` order, each named by this study's arm
         (a run copied from another study's folder keeps the arm name it was made under)."""
@@ -234,6 +269,15 @@ class Study:
         if self.how["device"] != "auto":
             parts += ["--device", self.how["device"]]
         return " ".join(parts)
+
+
+def _same_figure(a, b) -> bool:
+    """Whether two measurements of one figure agree (numbers to 1e-6, relative)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_figure(a[k], b[k]) for k in a)
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
+    return a == b
 
 
 def _text(name: str, value) -> str:
