@@ -334,3 +334,17 @@ def test_measured_again_a_run_gains_the_figures_it_lacks_and_must_repeat_the_one
     file.write_text(json.dumps(result))
     with pytest.raises(ValueError, match=r"seed_1: measured again, swd is .* against"):
         again.measure_again()
+
+
+def test_a_study_pairs_every_arm_against_the_baseline_it_names(study, tmp_path):
+    other = Study(tmp_path / "s", arms=["full", "no-predictor"], seeds=[0, 1], baseline="no-predictor", **TINY)
+    shutil.copytree(study.out, other.out)
+    summary = other.summarise()
+    assert summary["baseline"] == "no-predictor" and "swd_minus_no_predictor" in summary["arms"]["full"]
+    assert "swd_minus_full" not in summary["arms"]["no-predictor"]
+    assert "--baseline no-predictor" in summary["command"]
+    with pytest.raises(ValueError, match="baseline='wide': expected one of the study's arms, full, no-predictor"):
+        Study(tmp_path / "t", arms=["full", "no-predictor"], seeds=[0], baseline="wide", **TINY)
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"baseline": "b", "arms": {"a": {}, "b": {"use_predictor": False}}}))
+    assert Study.from_spec(tmp_path / "u", spec, **TINY).baseline == "b"

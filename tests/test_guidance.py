@@ -185,3 +185,24 @@ def test_an_evaluation_judges_the_critic_s_walk_and_leaves_the_random_stream(dat
     assert torch.equal(state, torch.get_rng_state())
     for key in ("critic_score", "critic_score_base", "critic_score_walk", "swd_walk", "walk_shapes_named"):
         assert key in record, key
+
+
+def test_a_delta_taken_apart_theta_alone_the_mean_and_each_image_s_own():
+    from vidgen_nb.evaluation import delta_parts
+    from vidgen_nb.plots import plot_delta_parts
+
+    torch.manual_seed(0)
+    generator = Generator.build(tiny()).eval()
+    z = torch.randn(4, generator.vae.latent_dim)
+    parts = delta_parts(generator, z, seed=1)
+    assert not parts["|own - mean|"].any()  # the head starts at zero: every delta 0, every decode theta's
+    torch.nn.init.normal_(generator.predictor.head[-1].weight, std=0.05)
+    parts = delta_parts(generator, z, seed=1)
+    y = generator.vae.labels(None, 4, z.device)
+    with torch.no_grad():
+        assert torch.allclose(parts["theta alone"], generator.vae.decode(z, y))
+        assert torch.allclose(parts["theta + own delta"], generator.generate(z, y=y, seed=1), atol=1e-6)
+    assert parts["|own - mean|"].amax() > 0
+    assert len(plot_delta_parts(parts).axes) == 4
+    with pytest.raises(ValueError, match="no weight predictor"):
+        delta_parts(Generator.build(tiny(use_predictor=False)), z)

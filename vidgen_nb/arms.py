@@ -110,7 +110,7 @@ def resolve_arms(arms) -> dict[str, Arm]:
 
 def load_spec(path: str | os.PathLike) -> dict:
     """A study spec (JSON) as keyword arguments of ``Study``: preset, steps, swd_every,
-    seeds, data, precision, ``set`` (fields every arm changes) and ``arms``: name ->
+    seeds, data, precision, baseline, ``set`` (fields every arm changes) and ``arms``: name ->
     either {FIELD: VALUE, ...} or {"set": {...}, "seeds": [...], "question": "..."}.
     ``ValueError`` naming the file and the entry."""
     path = Path(path)
@@ -119,7 +119,7 @@ def load_spec(path: str | os.PathLike) -> dict:
     except (OSError, ValueError) as exc:
         raise ValueError(f"spec {path}: cannot be read as JSON ({exc})") from None
     known = {"question", "preset", "steps", "swd_every", "seeds", "data", "precision", "set", "arms",
-             "answer", "notes"}
+             "baseline", "answer", "notes"}
     if not isinstance(spec, dict) or set(spec) - known or not isinstance(spec.get("arms"), dict):
         raise ValueError(f"spec {path}: expected a JSON object with 'arms' (name -> fields) and "
                          f"any of {sorted(known - {'arms'})}")
@@ -132,7 +132,8 @@ def load_spec(path: str | os.PathLike) -> dict:
                              entry["set"]), tuple(seeds) if seeds else None)
         else:
             arms[name] = Arm("", check_overrides(f"spec {path}, arm {name}", entry))
-    kwargs = {k: spec[k] for k in ("preset", "steps", "swd_every", "seeds", "data", "precision") if k in spec}
+    kwargs = {k: spec[k] for k in ("preset", "steps", "swd_every", "seeds", "data", "precision", "baseline")
+              if k in spec}
     return {**kwargs, "overrides": check_overrides(f"spec {path}, set", spec.get("set", {})), "arms": arms}
 
 

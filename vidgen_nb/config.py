@@ -278,9 +278,9 @@ class TrainConfig:
     use_predictor: bool = opt(True, "train the plain VAE-WGAN-GP, without the weight predictor",
                               flag="--no-predictor", switch=False)
     # HyperStyle's regime (Alaluf et al., 2022): a trained generator, a network that adjusts it.
-    predictor_from: int = opt(0, "the step from which the VAE stays as its weight average is then "
-                              "and only the predictor (and the critic) train; before it the plain "
-                              "VAE-WGAN-GP trains and the predictor is not used; 0: both train "
+    predictor_from: int = opt(0, "from this step on the VAE is frozen (as its weight average is "
+                              "then) and only the predictor and the critic train; before it the "
+                              "plain VAE-WGAN-GP trains, the predictor unused; 0: both train "
                               "together from the start", low=0, zero="from the start")
     in_memory: bool = opt(True, "decode the dataset once into memory")
     num_workers: int = opt(2, "loader processes when not in memory", low=0)

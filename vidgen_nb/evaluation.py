@@ -236,6 +236,26 @@ def critic_figures(generator: Generator, critic: torch.nn.Module, noise: torch.T
     return figures
 
 
+@torch.no_grad()
+def delta_parts(generator: Generator, z: torch.Tensor, y: torch.Tensor | None = None, *,
+                seed: int = 0) -> dict[str, torch.Tensor]:
+    """The same codes z (B, latent_dim) decoded four ways, each (B, C, H, W) on the CPU:
+    with theta alone (the base decode), with theta + the batch's mean delta, with theta +
+    each image's own delta (the samples), and |own - mean| (what the per-image part of
+    the delta changes). ``y``: the classes (default: each in turn). ``ValueError``
+    without a predictor."""
+    if generator.predictor is None:
+        raise ValueError("this generator has no weight predictor (trained with --no-predictor): "
+                         "it has no delta to take apart")
+    y = generator.vae.labels(y, len(z), z.device)
+    own, delta = generate_fixed(generator, z, seed=seed, y=y)
+    zc = generator.vae.condition(z, y)
+    mean = generator.deltas.decode(zc, delta, mode="batch_mean")
+    return {"theta alone": generator.vae.decode(z, y).float().cpu(),
+            "theta + mean delta": mean.float().cpu(), "theta + own delta": own.float().cpu(),
+            "|own - mean|": (own - mean).abs().float().cpu()}
+
+
 def real_floor(images: torch.Tensor) -> float:
     """SWD between the two halves of a set of real images: the best a generator can expect."""
     half = len(images) // 2

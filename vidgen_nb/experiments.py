@@ -57,6 +57,8 @@ def build_parser() -> Parser:
                    help="an arm of your own: a name and the config fields it changes, e.g. "
                         "wide:widths=64,128,256 (repeat for more arms)")
     p.add_argument("--seeds", help="comma-separated integers (default: 0,1,2)")
+    p.add_argument("--baseline", metavar="ARM", help="the arm every other is paired against in the "
+                   "report (default: full if the study has it, else its first arm)")
     p.add_argument("--steps", type=int, help="generator steps of every run (default: the preset's)")
     p.add_argument("--swd-every", type=int,
                    help="steps between evaluations (every figure, the judge's included; default 400)")
@@ -91,7 +93,8 @@ def study_from_args(args) -> Study:
     arms += args.arm
     changes = dict(preset=args.preset, seeds=parse_seeds(args.seeds), steps=args.steps,
                    swd_every=args.swd_every, data=args.data, precision=args.precision,
-                   arms=resolve_arms(arms) if arms else None, overrides=given_fields(args))
+                   arms=resolve_arms(arms) if arms else None, overrides=given_fields(args),
+                   baseline=args.baseline)
     if args.spec:
         spec = Path(args.spec).resolve()  # docs/results/NAME/spec.json -> runs/NAME
         out = args.out or RUNS / (spec.parent.name if spec.stem == "spec" else spec.stem)
@@ -127,7 +130,7 @@ def _main(argv: list[str] | None) -> int:
     except ValueError as exc:
         text = str(exc)
         option = next((o for o in ("arms", "arm", "steps", "swd_every", "jobs", "device", "data",
-                                   "spec", "set") if re.match(rf"{o}[ =:]", text)), None)
+                                   "spec", "set", "baseline") if re.match(rf"{o}[ =:]", text)), None)
         parser.error((f"--{option.replace('_', '-')}: " if option else "") + text)
     except RuntimeError as exc:
         raise CommandError(str(exc), 1) from None

@@ -51,6 +51,27 @@ def image_grid_figure(images: torch.Tensor, *, nrow: int = 8, title: str | None 
     return fig
 
 
+def plot_delta_parts(parts: dict[str, torch.Tensor], *, gain: float = 4.0,
+                     title: str | None = None) -> Figure:
+    """``evaluation.delta_parts`` as rows of images: theta alone, the mean delta, each
+    image's own, and |own - mean| times ``gain`` (so that a small per-image part shows)."""
+    rows = list(parts)
+    n = len(parts[rows[0]])
+    fig = Figure(figsize=(1.1 * n + 1.8, 1.2 * len(rows) + (0.4 if title else 0)))
+    axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
+    for ax, name in zip(axes, rows):
+        images = parts[name] * (gain if name.startswith("|") else 1.0)
+        ax.imshow(make_grid(images.clamp(0, 1), nrow=n, padding=2, pad_value=1.0).permute(1, 2, 0).numpy(),
+                  interpolation="nearest")
+        ax.set_ylabel(f"{name} x {gain:g}" if name.startswith("|") else name, rotation=0, ha="right",
+                      va="center", fontsize=9)
+        ax.set_xticks([]), ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def plot_pipeline() -> Figure:
     """The kit's idea as a diagram: generation, synthetic video, predicted delta, critic."""
     fig = Figure(figsize=(11, 3.6), layout="constrained")

@@ -254,7 +254,7 @@ def summarise(study, *, commit: str | None = None) -> dict:
     runs = study.results()
     add_equal_time(runs)
     arms = list(study.arms)
-    baseline = "full" if "full" in study.arms else arms[0]
+    baseline = study.baseline
     summary = {"settings": {**study.settings, "arms": {a: study.arms[a].overrides for a in arms},
                             "seeds": study.seeds},
                "command": study.command(), "commit": commit or _commit(), "version": __version__,

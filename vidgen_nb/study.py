@@ -45,11 +45,13 @@ class Study:
         swd_every: steps between evaluations during training.
         data: an ImageFolder tree (default: the built-in dataset).
         overrides: config fields every arm changes before its own.
+        baseline: the arm the report pairs every other against (default: ``full`` if the
+            study has it, else its first arm).
     """
 
     def __init__(self, out, *, preset: str = "cpu", arms=tuple(ARMS), seeds=(0, 1, 2),
                  steps: int | None = None, swd_every: int = 400, data=None, precision: str = "auto",
-                 overrides: dict | None = None):
+                 overrides: dict | None = None, baseline: str | None = None):
         if preset not in PRESETS:
             raise ValueError(f"preset={preset!r}: expected one of {tuple(PRESETS)}")
         self.out, self.arms = Path(out), resolve_arms(arms)
@@ -65,6 +67,12 @@ class Study:
                          "data": str(Path(data).resolve()) if data else None, "precision": precision,
                          "set": json.loads(json.dumps(overrides))}
         self.overrides, self.data = overrides, data
+        if baseline is not None and baseline not in self.arms:
+            raise ValueError(f"baseline={baseline!r}: expected one of the study's arms, "
+                             f"{', '.join(self.arms)}")
+        self.given_baseline = baseline
+        # What every arm is paired against in the report: the one named, else full, else the first.
+        self.baseline = baseline or ("full" if "full" in self.arms else next(iter(self.arms)))
         self.spec: str | None = None  # the spec file the study was read from, if any
         self.how = {"jobs": 1, "device": "auto"}  # how the last run() ran (for the command line)
         for arm, seed in self.runs():
@@ -258,6 +266,8 @@ class Study:
                         f"{k}={_text(k, v)}" for k, v in arm.overrides.items()))]
             for key, value in self.overrides.items():
                 parts += ["--set", shlex.quote(f"{key}={_text(key, value)}")]
+        if self.given_baseline and not self.spec:
+            parts += ["--baseline", self.given_baseline]
         parts += ["--seeds", ",".join(map(str, self.seeds)), "--steps", str(s["steps"]),
                   "--swd-every", str(s["swd_every"])]
         if s["data"]:
