@@ -143,7 +143,7 @@ def test_from_predictor_from_on_the_averaged_vae_stays_and_the_predictor_learns(
 def test_predictor_from_needs_a_predictor_and_is_refused_when_changed_on_resume(tmp_path, data, capsys):
     from vidgen_nb.train import main
 
-    with pytest.raises(ValueError, match="predictor_from=5.*needs one"):
+    with pytest.raises(ValueError, match="predictor_from=5: needs the predictor"):
         tiny(predictor_from=5, use_predictor=False)
     out = tmp_path / "run"
     args = ["--preset", "tiny", "--data", str(data), "--out", str(out), "--quiet"]

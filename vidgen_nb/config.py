@@ -277,11 +277,9 @@ class TrainConfig:
     augment: str = opt("", "DiffAugment policy for the critic's inputs, e.g. color,translation,cutout")
     use_predictor: bool = opt(True, "train the plain VAE-WGAN-GP, without the weight predictor",
                               flag="--no-predictor", switch=False)
-    # HyperStyle's regime (Alaluf et al., 2022): a trained generator, a network that adjusts it.
-    predictor_from: int = opt(0, "from this step on the VAE is frozen (as its weight average is "
-                              "then) and only the predictor and the critic train; before it the "
-                              "plain VAE-WGAN-GP trains, the predictor unused; 0: both train "
-                              "together from the start", low=0, zero="from the start")
+    predictor_from: int = opt(0, "from this step on the VAE is frozen (as its weight average is then) "
+                              "and only the predictor and the critic train (HyperStyle's regime); before "
+                              "it the plain VAE-WGAN-GP trains, the predictor unused", low=0, zero="from the start")
     in_memory: bool = opt(True, "decode the dataset once into memory")
     num_workers: int = opt(2, "loader processes when not in memory", low=0)
     log_every: int = opt(10, "steps between metric lines and progress updates", low=1)
@@ -292,9 +290,8 @@ class TrainConfig:
     def __post_init__(self):
         check_fields(self)
         check_augment(self.augment)
-        if self.predictor_from and not self.use_predictor:
-            raise ValueError(f"predictor_from={self.predictor_from}: the predictor starts then, so "
-                             "the run needs one (not use_predictor=False / --no-predictor)")
+        if self.predictor_from and not self.use_predictor:  # the predictor starts then: it needs one
+            raise ValueError(f"predictor_from={self.predictor_from}: needs the predictor (not --no-predictor)")
         if not isinstance(self.betas, tuple) or len(self.betas) != 2 or not all(
                 isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in self.betas):
             raise ValueError(f"betas={self.betas!r}: expected two numbers in [0, 1)")
@@ -387,10 +384,8 @@ PRESETS = {
     "tiny": Config(
         model=ModelConfig(image_size=16, widths=(8, 16), critic_widths=(8, 16), latent_dim=8,
                           num_frames=4, predictor_filters=8, predictor_hidden=16, predictor_stride=1),
-        train=TrainConfig(steps=20, n_critic=2, sample_every=10, checkpoint_every=10,
-                          swd_images=64),
-        batch_size=4,
-    ),
+        train=TrainConfig(steps=20, n_critic=2, sample_every=10, checkpoint_every=10, swd_images=64),
+        batch_size=4),
     # Tuned to learn visibly in `make train`'s minutes on a 2-core CPU: see docs/training.md.
     "cpu": Config(
         model=ModelConfig(image_size=32, widths=(32, 64, 128), critic_widths=(32, 64, 128),
@@ -400,7 +395,6 @@ PRESETS = {
                           vae_weight=5.0, ema_decay=0.95, adversarial_recon=True,
                           sample_every=200, checkpoint_every=200),
         data=DataConfig(builtin="centred", builtin_per_class=1000),
-        batch_size=32,
-    ),
+        batch_size=32),
     "seed": Config(model=ModelConfig(), batch_size=16),
 }

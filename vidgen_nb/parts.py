@@ -30,6 +30,9 @@ def build_parts(config: Config, device: torch.device, *, precision: str, rank: i
     reference); ``autocast`` and ``check_finite`` go into the ``Parts`` as they are.
     """
     t = config.train
+    if world_size > 1 and t.predictor_from:  # DDP's buckets expect a gradient for every weight
+        raise ValueError(f"predictor_from={t.predictor_from}: freezing the VAE mid-run is for one "
+                         "process; train without torchrun")
     # Drawn in this order from the seed: VAE, critic, predictor (fixes every run's start).
     torch.manual_seed(config.seed)
     vae = VAE(config.model)

@@ -92,9 +92,6 @@ class Trainer:
             raise ValueError("data='': expected a dataset folder, or None for the built-in shapes")
         self.config = config
         self.rank, self.world_size, self.device = init_distributed(device)
-        if self.world_size > 1 and config.train.predictor_from:  # DDP's buckets expect every gradient
-            raise ValueError(f"predictor_from={config.train.predictor_from}: freezing the VAE "
-                             "mid-run is for one process; train without torchrun")
         self.precision, self.precision_why = choose_precision(precision, config, self.device,
                                                               try_bf16=try_bf16)
         m = config.model
