@@ -140,6 +140,27 @@ def test_from_predictor_from_on_the_averaged_vae_stays_and_the_predictor_learns(
     assert trainer.evaluate()["delta_spread"] > 0
 
 
+@pytest.mark.parametrize("stop", [1, 2, 3])
+def test_a_run_with_a_later_predictor_stopped_before_at_or_after_its_start_goes_on_exactly(tmp_path, data, stop):
+    cfg = tiny(predictor_from=2, delta_param="channel")  # train(stop) ends with a checkpoint
+    straight = Trainer(cfg, data=data, progress=False)
+    straight.train(stop)
+    measured = straight.evaluate()  # as a study measures at the stop
+    straight.train(4 - stop)
+    first = Trainer(cfg, data=data, out=tmp_path / "r", progress=False)
+    first.train(stop)
+    del first
+    resumed = Trainer.from_checkpoint(tmp_path / "r" / "checkpoint.pt", data=data, progress=False)
+    again = resumed.evaluate()
+    assert again.keys() == measured.keys() and again["swd"] == measured["swd"]
+    resumed.train(4 - stop)
+    for a, b in zip([*straight.generator.parameters(), *straight.generator_ema.parameters(), *straight.critic.parameters()],
+                    [*resumed.generator.parameters(), *resumed.generator_ema.parameters(), *resumed.critic.parameters()]):
+        assert torch.equal(a, b)
+    loaded = Generator.from_checkpoint(tmp_path / "r" / "checkpoint.pt")
+    assert loaded.predicting == (stop > 2)
+
+
 def test_predictor_from_needs_a_predictor_and_is_refused_when_changed_on_resume(tmp_path, data, capsys):
     from vidgen_nb.train import main
 
@@ -181,8 +202,13 @@ def test_an_evaluation_judges_the_critic_s_walk_and_leaves_the_random_stream(dat
     trainer = Trainer(tiny(), data=data, progress=False)
     trainer.train(2)
     state = torch.get_rng_state()
+    modules = (trainer.generator, trainer.generator_ema, trainer.critic)
+    grads = [None if p.grad is None else p.grad.clone() for m in modules for p in m.parameters()]
     record = trainer.evaluate()
-    assert torch.equal(state, torch.get_rng_state())
+    assert torch.equal(state, torch.get_rng_state())  # and no weight's gradient touched, no mode left changed
+    after = [p.grad for m in modules for p in m.parameters()]
+    assert all((a is None and b is None) or torch.equal(a, b) for a, b in zip(grads, after))
+    assert trainer.generator.training and trainer.critic.training
     for key in ("critic_score", "critic_score_base", "critic_score_walk", "swd_walk", "walk_shapes_named"):
         assert key in record, key
 

@@ -33,7 +33,7 @@ better; its patches and directions always drawn with seed 0, so runs compare), n
   2020): the same noise vectors moved ``WALK_STEPS`` times along the critic's gradient
   (``critic_walk``), then judged as the samples are (``swd_walk``, ``walk_shapes_named``,
   ``walk_named_as_asked``, ``critic_score_walk``); and the same walk without the
-  critic, the prior's pull toward the mode alone (``swd_prior_walk``,
+  critic, the noise's own density pulling it toward 0 alone (``swd_prior_walk``,
   ``prior_walk_shapes_named``, ...): what the critic's own gradient adds.
 """
 
@@ -192,8 +192,10 @@ def critic_walk(generator: Generator, critic: torch.nn.Module | None, noise: tor
     no weight changes. In chunks of ``CHUNK``, chunk i with video seed ``seed + i``, as
     ``generate_fixed`` makes the samples. ``steps`` = 0 returns u unchanged.
 
-    ``critic`` None: the prior's pull alone, u moving toward 0 (a truncation, as
-    StyleGAN's truncation trick draws nearer the mode): the control that says what the
+    ``critic`` None: the pull of the noise's own density alone, u moving toward 0 (a
+    truncation in the noise space, as StyleGAN's truncation trick draws nearer the mode;
+    under a learned mixture prior it also moves each code's choice of component, made by
+    u's first value, toward the middle components): the control that says what the
     critic's own gradient adds to the walk."""
     moved = []
     for i, (u, yc) in enumerate(zip(noise.split(CHUNK), y.split(CHUNK))):
@@ -244,9 +246,9 @@ def delta_parts(generator: Generator, z: torch.Tensor, y: torch.Tensor | None = 
     each image's own delta (the samples), and |own - mean| (what the per-image part of
     the delta changes). ``y``: the classes (default: each in turn). ``ValueError``
     without a predictor."""
-    if generator.predictor is None:
-        raise ValueError("this generator has no weight predictor (trained with --no-predictor): "
-                         "it has no delta to take apart")
+    if generator.predictor is None or not generator.predicting:
+        raise ValueError("this generator has no weight predictor (trained with --no-predictor), "
+                         "or its predictor waits for train.predictor_from: it has no delta to take apart")
     y = generator.vae.labels(y, len(z), z.device)
     own, delta = generate_fixed(generator, z, seed=seed, y=y)
     zc = generator.vae.condition(z, y)

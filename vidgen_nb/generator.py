@@ -80,8 +80,8 @@ class Generator(nn.Module):
             return cls(config, vae, cls.new_predictor(config, vae))
         # A predictor that starts later is drawn from a stream of its own, so that the
         # run before it is the plain VAE-WGAN-GP's, to the bit.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed + 104729)
+        with torch.random.fork_rng(devices=[]):  # the CPU's stream, where modules are built
+            torch.random.default_generator.manual_seed(config.seed + 104729)
             return cls(config, vae, cls.new_predictor(config, vae))
 
     @classmethod
@@ -102,6 +102,8 @@ class Generator(nn.Module):
         vae = VAE(config.model)
         predictor = cls.new_predictor(config, vae) if state.get("predictor") is not None else None
         generator = cls(config, vae, predictor)
+        # A predictor waiting for train.predictor_from is not used yet (step.set_phase).
+        generator.predicting = not config.train.predictor_from or state["step"] > config.train.predictor_from
         try:
             if state.get("generator_ema") is not None:
                 load_part(generator, state["generator_ema"], "generator_ema")

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
+from .evaluation import WALK_STEP, WALK_STEPS
 from .files import atomic_write
 
 # Read off each run's curve at the step its arm reaches in the training time the
@@ -47,14 +48,14 @@ WITHIN = (
     ("walk_minus_samples",
      [("swd_walk", "swd"), ("walk_shapes_named", "shapes_named"),
       ("walk_named_as_asked", "named_as_asked"), ("critic_score_walk", "critic_score")],
-     "The samples after the critic walk (each noise vector moved 10 x 0.05 RMS along the gradient "
-     "of D(G(u), y) - ||u||^2 / 2: DDLS's drift, no retraining, no predictor) against the samples",
+     f"The samples after the critic walk (each noise vector moved {WALK_STEPS} x {WALK_STEP} RMS along "
+     "the gradient of D(G(u), y) - ||u||^2 / 2: DDLS's drift, no retraining, no predictor) against the samples",
      "samples", "walk − samples"),
     ("walk_minus_prior_walk",
      [("swd_walk", "swd_prior_walk"), ("walk_shapes_named", "prior_walk_shapes_named"),
       ("walk_named_as_asked", "prior_walk_named_as_asked")],
-     "The critic walk against the same walk without the critic (the prior's pull toward the mode "
-     "alone, a truncation): what the critic's gradient adds", "prior walk", "critic − prior walk"),
+     "The critic walk against the same walk without the critic (the noise's own density pulling it "
+     "toward 0 alone, a truncation): what the critic's gradient adds", "prior walk", "critic − prior walk"),
 )
 PAIRED = ("swd", "shapes_named", "named_as_asked", *EQUAL[1:])  # against the baseline, seed by seed
 
@@ -137,7 +138,7 @@ def arm_table(runs: list[dict], arm: str, baseline: str = "full") -> dict:
     if "swd" in table and all("swd_mean_delta" in mine[s] for s in mine):
         m, sd = mean_sd(mine[s]["swd_mean_delta"] - mine[s]["swd"] for s in sorted(mine))
         table["mean_delta_cost"] = {"mean": m, "sd": sd}
-    for name, pairs, *_ in WITHIN:  # keyed by the first pair's figure: swd_pass2_minus_pass1
+    for name, pairs, *_ in WITHIN:  # each pair keyed by its figure's root: swd_pass2_minus_pass1
         for figure, against in pairs:
             if mine and all(figure in r and against in r for r in mine.values()):
                 diffs = [mine[s][figure] - mine[s][against] for s in sorted(mine)]

@@ -56,8 +56,8 @@ def load_weights(trainer, state: dict) -> None:
         if part is not None:
             load_part(part, state[name], name)
     trainer.step, trainer.train_seconds = state["step"], state.get("train_seconds")
-    if trainer.config.train.predictor_from:  # the predictor waiting, or the VAE frozen
-        step.set_phase(trainer.parts, trainer.config.train, trainer.step)
+    if trainer.config.train.predictor_from:  # the predictor waiting, or the VAE frozen, as the last step left it
+        step.set_predicting(trainer.parts, trainer.step > trainer.config.train.predictor_from)
     trainer.swd_start, trainer.lineage = state["swd_start"], list(state["lineage"])
 
 

@@ -4,6 +4,9 @@
     once:                   generator_step  the VAE and the predictor learn together
     then:                   update_ema      the averaged generator follows the trained one
 
+(with ``predictor_from`` > 0, ``set_phase`` first: the plain VAE-WGAN-GP until that step,
+then the VAE frozen and the predictor alone learning in ``generator_step``).
+
 Every generated image is made by ``Generator.generate``: z -> base decode -> synthetic
 video -> predictor -> delta -> decode again with theta + delta. ``parts.py`` builds
 the ``Parts`` an iteration touches; the trainer (``trainer.py``) owns what surrounds an
@@ -193,12 +196,17 @@ def set_phase(parts: Parts, t: TrainConfig, step: int) -> None:
     weights of its average (the generator samples come from), and from it on the VAE stays
     frozen while the predictor (its head starting at zero) and the critic train.
     ``step``: the generator steps done; a function of it alone, so a resumed run agrees."""
-    on = step >= t.predictor_from
     with torch.no_grad():
         if step == t.predictor_from and parts.generator_ema is not parts.generator:
             for mine, averaged in zip(parts.generator.vae.state_dict().values(),
                                       parts.generator_ema.vae.state_dict().values()):
                 mine.copy_(averaged)
+    set_predicting(parts, step >= t.predictor_from)
+
+
+def set_predicting(parts: Parts, on: bool) -> None:
+    """The predictor used (and the VAE frozen), or waiting (and the VAE training). A run
+    loaded after ``steps`` steps is as its last step left it: ``on = steps > predictor_from``."""
     for g in (parts.generator, parts.generator_ema):
         g.predicting = on
     parts.generator.vae.requires_grad_(not on)

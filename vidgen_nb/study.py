@@ -221,8 +221,8 @@ class Study:
             if not self._finished(arm, seed) or not (folder / CHECKPOINT).exists():
                 continue
             result = json.loads((folder / "result.json").read_text())
-            trainer = Trainer.from_checkpoint(folder / CHECKPOINT, data=self.data, device=device,
-                                              progress=False, precision=result["precision"])
+            trainer = Trainer.from_checkpoint(folder / CHECKPOINT, data=self.data, progress=False,
+                                              device=device or result["device"], precision=result["precision"])
             if trainer.step != result["steps"]:
                 raise ValueError(f"{folder}: its checkpoint is at step {trainer.step}, its result "
                                  f"at step {result['steps']}")
