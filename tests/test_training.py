@@ -300,5 +300,8 @@ def test_evaluate_logs_every_quality_figure(data, tmp_path):
                            "swd_base", "kl_per_dim", "active_dims", "recon_rms", "recon_swd",
                            "shapes_named", "shape_counts", "shapes_named_recon",
                            "shapes_named_real", "shapes_named_unseen",
-                           "base_shapes_named"}  # built-in data: judged, pass 1 too
+                           "base_shapes_named",  # built-in data: judged, pass 1 too
+                           "critic_score", "critic_score_base", "swd_walk", "critic_score_walk",
+                           "walk_shapes_named", "swd_prior_walk", "critic_score_prior_walk",
+                           "prior_walk_shapes_named"}  # the critic's figures and its walk's
     assert json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1]) == record

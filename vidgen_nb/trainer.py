@@ -92,11 +92,11 @@ class Trainer:
             raise ValueError("data='': expected a dataset folder, or None for the built-in shapes")
         self.config = config
         self.rank, self.world_size, self.device = init_distributed(device)
-        self.precision, self.precision_why = choose_precision(precision, config, self.device,
-                                                              try_bf16=try_bf16)
-        m = config.model
+        m = config.model  # a size no machine holds is refused before anything is allocated
         check_fits(step_bytes(config), self.device, f"batch_size={config.batch_size}, num_frames="
                    f"{m.num_frames}, image_size={m.image_size} (one training step)")
+        self.precision, self.precision_why = choose_precision(precision, config, self.device,
+                                                              try_bf16=try_bf16)
         self.is_main = self.rank == 0  # only rank 0 writes files and shows progress
         self.out = Path(out) if out is not None and self.is_main else None
         if self.out and not _resuming:  # from_checkpoint opens the folder once it has checked the run
