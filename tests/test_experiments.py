@@ -1,6 +1,7 @@
 """vidgen-experiment: a tiny study, its results, and a study that is stopped and continued."""
 
 import json
+import shlex
 import shutil
 import signal
 
@@ -277,6 +278,15 @@ def test_a_spec_file_makes_the_same_study_and_bad_specs_are_named(tmp_path, caps
     assert study.runs() == [("base", 0), ("z4", 0), ("z4", 1)]
     assert study.config("z4", 1).model.latent_dim == 4 and study.config("base", 0).train.lr == 5e-4
     assert f"--spec {spec}" in study.command()
+    assert "--set" not in study.command() and "--arm" not in study.command()
+    for beside, shown in ((["--baseline", "z4", "--set", "lr=1e-3"], "--set lr=0.001 --baseline z4"),
+                          (["--arms", "full"], "--arms full")):  # options beside a spec are recorded
+        args = ["--spec", str(spec), "--out", str(tmp_path / "s2"), *beside]
+        study = experiments.study_from_args(experiments.build_parser().parse_args(args))
+        again = experiments.study_from_args(experiments.build_parser().parse_args(
+            shlex.split(study.command())[1:]))
+        assert shown in study.command() and "--arm " not in study.command()
+        assert (again.arms, again.overrides, again.baseline) == (study.arms, study.overrides, study.baseline)
     spec.write_text(json.dumps({"arms": {"x": {"latent": 4}}}))
     with pytest.raises(SystemExit):
         main(["--spec", str(spec), "--out", str(tmp_path / "t")])

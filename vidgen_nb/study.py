@@ -74,6 +74,7 @@ class Study:
         # What every arm is paired against in the report: the one named, else full, else the first.
         self.baseline = baseline or ("full" if "full" in self.arms else next(iter(self.arms)))
         self.spec: str | None = None  # the spec file the study was read from, if any
+        self.spec_read: dict = {}  # what that file said (``load_spec``), before the changes
         self.how = {"jobs": 1, "device": "auto"}  # how the last run() ran (for the command line)
         for arm, seed in self.runs():
             self.config(arm, seed)  # every arm builds: a bad field fails now, naming the arm
@@ -84,9 +85,10 @@ class Study:
         """The study a spec file describes (``load_spec``), with ``changes`` to its
         settings (None: the spec's); ``overrides`` add to the spec's ``set``."""
         spec = load_spec(path)
-        spec["overrides"] = {**spec["overrides"], **(changes.pop("overrides", None) or {})}
-        study = cls(out, **{**spec, **{k: v for k, v in changes.items() if v is not None}})
-        study.spec = str(path)
+        overrides = {**spec["overrides"], **(changes.pop("overrides", None) or {})}
+        study = cls(out, **{**spec, "overrides": overrides,
+                            **{k: v for k, v in changes.items() if v is not None}})
+        study.spec, study.spec_read = str(path), spec
         return study
 
     def _check_folder(self) -> None:
@@ -250,23 +252,26 @@ class Study:
         return summarise(self, commit=commit)
 
     def command(self) -> str:
-        """The command line that makes this study."""
+        """The command line that makes this study: with a spec, the options that change it."""
         s = self.settings
         parts = ["vidgen-experiment", "--out", str(self.out)]
+        spec = self.spec_read
         if self.spec:
             parts += ["--spec", self.spec]
-        else:
-            named = [a for a in self.arms if a in ARMS and self.arms[a] == ARMS[a]]
+        if not self.spec or s["preset"] != spec.get("preset", "cpu"):
             parts += ["--preset", s["preset"]]
+        if not self.spec or self.arms != resolve_arms(spec["arms"]):
+            named = [a for a in self.arms if a in ARMS and self.arms[a] == ARMS[a]]
             if named:
                 parts += ["--arms", ",".join(named)]
             for name, arm in self.arms.items():
                 if name not in named:
                     parts += ["--arm", shlex.quote(f"{name}:" + ",".join(
                         f"{k}={_text(k, v)}" for k, v in arm.overrides.items()))]
-            for key, value in self.overrides.items():
+        for key, value in self.overrides.items():
+            if spec.get("overrides", {}).get(key, object()) != value:
                 parts += ["--set", shlex.quote(f"{key}={_text(key, value)}")]
-        if self.given_baseline and not self.spec:
+        if self.given_baseline and self.given_baseline != spec.get("baseline"):
             parts += ["--baseline", self.given_baseline]
         parts += ["--seeds", ",".join(map(str, self.seeds)), "--steps", str(s["steps"]),
                   "--swd-every", str(s["swd_every"])]
