@@ -344,6 +344,9 @@ def test_measured_again_a_run_gains_the_figures_it_lacks_and_must_repeat_the_one
     file.write_text(json.dumps(result))
     with pytest.raises(ValueError, match=r"seed_1: measured again, swd is .* against"):
         again.measure_again()
+    other = Study(tmp_path / "s", arms=["full:lr=0.001", "no-predictor"], seeds=[0, 1], **TINY)
+    with pytest.raises(ValueError, match=r"full/seed_0/result.json was made with another config"):
+        other.measure_again()  # refused before anything is measured or written
 
 
 def test_a_study_pairs_every_arm_against_the_baseline_it_names(study, tmp_path):

@@ -223,6 +223,9 @@ class Study:
             if not self._finished(arm, seed) or not (folder / CHECKPOINT).exists():
                 continue
             result = json.loads((folder / "result.json").read_text())
+            if not same_but_steps(read_config(result["config"]), self.config(arm, seed)):
+                raise ValueError(f"{folder / 'result.json'} was made with another config than this "
+                                 f"study's arm {arm}; not measuring it again")
             trainer = Trainer.from_checkpoint(folder / CHECKPOINT, data=self.data, progress=False,
                                               device=device or result["device"], precision=result["precision"])
             if trainer.step != result["steps"]:
